@@ -196,6 +196,9 @@ func New(ctx context.Context, log *slog.Logger, cfg Config) (*Client, error) {
 	return c, nil
 }
 
+// diagnoseTimeout bounds the direct dial that explains a failed attempt.
+const diagnoseTimeout = 2 * time.Second
+
 // connect probes the endpoints until one answers a Status request.
 func (c *Client) connect(ctx context.Context, tc *tls.Config) error {
 	bo := c.newBackoff()
@@ -240,8 +243,13 @@ func (c *Client) probe(ctx context.Context, tc *tls.Config) error {
 		}
 		// The gRPC error for a failed TLS handshake or refused connection
 		// is often only "context deadline exceeded"; dial the endpoint
-		// directly to learn why.
-		if reason := diagnose(ctx, ep, tc, c.cfg.DialTimeout); reason != nil {
+		// directly to learn why. The diagnosis runs even when ctx has just
+		// ended (the Status call may have used it up), bounded on its own,
+		// so the caller's error names the real reason, not a timeout.
+		dctx, dcancel := context.WithTimeout(context.WithoutCancel(ctx), min(c.cfg.DialTimeout, diagnoseTimeout))
+		reason := diagnose(dctx, ep, tc, c.cfg.DialTimeout)
+		dcancel()
+		if reason != nil {
 			err = reason
 		}
 		errs = append(errs, fmt.Errorf("endpoint %s: %w", ep, err))
