@@ -10,6 +10,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/strait-net/strait/internal/testkit"
+
 	"github.com/google/go-cmp/cmp"
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	"go.etcd.io/etcd/client/pkg/v3/transport"
@@ -21,7 +23,7 @@ import (
 
 func TestClientReadWrite(t *testing.T) {
 	t.Parallel()
-	ctx := testCtx(t)
+	ctx := testkit.Context(t, 2*time.Minute)
 	srv := etcdtest.Start(t, etcdtest.Options{Name: "rw"})
 	c := newTestClient(t, srv, Config{})
 	raw := srv.Client(t)
@@ -76,7 +78,7 @@ func TestClientReadWrite(t *testing.T) {
 // behind its back re-writes its entries under a new lease.
 func TestLeaseExpiry(t *testing.T) {
 	t.Parallel()
-	ctx := testCtx(t)
+	ctx := testkit.Context(t, 2*time.Minute)
 	srv := etcdtest.Start(t, etcdtest.Options{Name: "lease"})
 	observer := newTestClient(t, srv, Config{})
 	raw := srv.Client(t)
@@ -96,12 +98,12 @@ func TestLeaseExpiry(t *testing.T) {
 	}
 	cfg := Config{Endpoints: srv.Endpoints(), LeaseTTL: 2 * time.Second, MaxBackoff: 500 * time.Millisecond}
 	startStore := func(name string) (*Client, *SyncStore, context.CancelFunc) {
-		c, err := New(ctx, testLogger(t), cfg)
+		c, err := New(ctx, testkit.Logger(t), cfg)
 		if err != nil {
 			t.Fatal(err)
 		}
 		t.Cleanup(func() { c.Close() })
-		s := NewSyncStore(c, testLogger(t), SyncStoreOptions{Prefix: prefix + name, Cluster: "c1", CanaryPrefix: prefix + name})
+		s := NewSyncStore(c, testkit.Logger(t), SyncStoreOptions{Prefix: prefix + name, Cluster: "c1", CanaryPrefix: prefix + name})
 		s.Upsert("n1", []byte(name+"-1"))
 		s.Upsert("n2", []byte(name+"-2"))
 		s.Synced()
@@ -200,7 +202,7 @@ func (c *consumer) apply(ev Event) {
 // content.
 func TestWatchSurvivesRestart(t *testing.T) {
 	t.Parallel()
-	ctx := testCtx(t)
+	ctx := testkit.Context(t, 2*time.Minute)
 	srv := etcdtest.Start(t, etcdtest.Options{Name: "restart"})
 	c := newTestClient(t, srv, Config{DialTimeout: time.Second, MaxBackoff: 500 * time.Millisecond})
 	raw := srv.Client(t)
@@ -272,7 +274,7 @@ func TestWatchSurvivesRestart(t *testing.T) {
 // re-listed and receives exactly the differences.
 func TestCompactionRelists(t *testing.T) {
 	t.Parallel()
-	ctx := testCtx(t)
+	ctx := testkit.Context(t, 2*time.Minute)
 	srv := etcdtest.Start(t, etcdtest.Options{Name: "compact"})
 	c := newTestClient(t, srv, Config{MaxBackoff: 500 * time.Millisecond})
 	raw := srv.Client(t)
@@ -375,7 +377,7 @@ func TestCompactionRelists(t *testing.T) {
 // one that does not require it starts at once.
 func TestCanaryGatesConsumer(t *testing.T) {
 	t.Parallel()
-	ctx := testCtx(t)
+	ctx := testkit.Context(t, 2*time.Minute)
 	srv1 := etcdtest.Start(t, etcdtest.Options{Name: "c1"})
 	srv2 := etcdtest.Start(t, etcdtest.Options{Name: "c2"})
 	c1 := newTestClient(t, srv1, Config{})
@@ -384,7 +386,7 @@ func TestCanaryGatesConsumer(t *testing.T) {
 	prefix := func(cluster string) string { return schema.NodesPrefix + "/" + cluster }
 	stores := map[string]*SyncStore{}
 	for name, c := range map[string]*Client{"c1": c1, "c2": c2} {
-		s := NewSyncStore(c, testLogger(t), SyncStoreOptions{Prefix: prefix(name), Cluster: name, CanaryPrefix: schema.NodesPrefix})
+		s := NewSyncStore(c, testkit.Logger(t), SyncStoreOptions{Prefix: prefix(name), Cluster: name, CanaryPrefix: schema.NodesPrefix})
 		s.Upsert("node-a", []byte(name+"-a"))
 		s.Upsert("node-b", []byte(name+"-b"))
 		sctx, cancel := context.WithCancel(ctx)
@@ -441,7 +443,7 @@ func TestCanaryGatesConsumer(t *testing.T) {
 // only after its own initial sync.
 func TestSyncStoreRestart(t *testing.T) {
 	t.Parallel()
-	ctx := testCtx(t)
+	ctx := testkit.Context(t, 2*time.Minute)
 	srv := etcdtest.Start(t, etcdtest.Options{Name: "restart-store"})
 	raw := srv.Client(t)
 	const prefix = schema.ServicesPrefix + "/c1"
@@ -453,11 +455,11 @@ func TestSyncStoreRestart(t *testing.T) {
 	}
 
 	// First life: a, b, c.
-	first, err := New(ctx, testLogger(t), Config{Endpoints: srv.Endpoints()})
+	first, err := New(ctx, testkit.Logger(t), Config{Endpoints: srv.Endpoints()})
 	if err != nil {
 		t.Fatal(err)
 	}
-	s1 := NewSyncStore(first, testLogger(t), SyncStoreOptions{Prefix: prefix, Cluster: "c1", CanaryPrefix: schema.ServicesPrefix})
+	s1 := NewSyncStore(first, testkit.Logger(t), SyncStoreOptions{Prefix: prefix, Cluster: "c1", CanaryPrefix: schema.ServicesPrefix})
 	for _, n := range []string{"ns/a", "ns/b", "ns/c"} {
 		s1.Upsert(n, []byte("v1"))
 	}
@@ -471,7 +473,7 @@ func TestSyncStoreRestart(t *testing.T) {
 
 	// Second life: wants b (changed) and d, not a and c.
 	second := newTestClient(t, srv, Config{})
-	s2 := NewSyncStore(second, testLogger(t), SyncStoreOptions{Prefix: prefix, Cluster: "c1", CanaryPrefix: schema.ServicesPrefix})
+	s2 := NewSyncStore(second, testkit.Logger(t), SyncStoreOptions{Prefix: prefix, Cluster: "c1", CanaryPrefix: schema.ServicesPrefix})
 	stop2 := run(s2)
 	defer stop2()
 	s2.Upsert("ns/b", []byte("v2"))
@@ -510,7 +512,7 @@ func TestSyncStoreRestart(t *testing.T) {
 
 func TestHeartbeat(t *testing.T) {
 	t.Parallel()
-	ctx := testCtx(t)
+	ctx := testkit.Context(t, 2*time.Minute)
 	srv := etcdtest.Start(t, etcdtest.Options{Name: "heartbeat"})
 	c := newTestClient(t, srv, Config{})
 	events := c.ListAndWatch(ctx, schema.HeartbeatKey)
@@ -545,7 +547,7 @@ func TestTLS(t *testing.T) {
 
 	t.Run("good", func(t *testing.T) {
 		c := newTestClient(t, srv, Config{TrustedCAFile: pki.CAFile, CertFile: pki.ClientCert, KeyFile: pki.ClientKey})
-		ctx := testCtx(t)
+		ctx := testkit.Context(t, 2*time.Minute)
 		if err := c.Put(ctx, "cilium/tls", []byte("ok")); err != nil {
 			t.Fatal(err)
 		}
@@ -582,7 +584,7 @@ func TestTLS(t *testing.T) {
 			defer cancel()
 			tc.cfg.DialTimeout = 500 * time.Millisecond
 			tc.cfg.MaxBackoff = 200 * time.Millisecond
-			c, err := New(ctx, testLogger(t), tc.cfg)
+			c, err := New(ctx, testkit.Logger(t), tc.cfg)
 			if err == nil {
 				c.Close()
 				t.Fatal("New succeeded")
@@ -601,7 +603,7 @@ func TestTLS(t *testing.T) {
 	}
 
 	t.Run("missing TLS file", func(t *testing.T) {
-		_, err := New(testCtx(t), testLogger(t), Config{Endpoints: srv.Endpoints(), TrustedCAFile: pki.CAFile + ".missing"})
+		_, err := New(testkit.Context(t, 2*time.Minute), testkit.Logger(t), Config{Endpoints: srv.Endpoints(), TrustedCAFile: pki.CAFile + ".missing"})
 		if err == nil || !strings.Contains(err.Error(), "ca.crt.missing") {
 			t.Fatalf("New = %v, want error naming the CA file", err)
 		}

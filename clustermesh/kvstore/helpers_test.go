@@ -8,65 +8,25 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/pem"
-	"io"
-	"log/slog"
 	"math/big"
 	"net"
 	"os"
 	"path/filepath"
-	"strings"
-	"sync"
 	"testing"
 	"time"
+
+	"github.com/strait-net/strait/internal/testkit"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/strait-net/strait/internal/etcdtest"
 )
 
-// testWriter sends log lines to t.Log until the test ends; later lines
-// (from goroutines still unwinding) are dropped instead of panicking.
-type testWriter struct {
-	mu   sync.Mutex
-	t    testing.TB
-	done bool
-}
-
-func (w *testWriter) Write(p []byte) (int, error) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	if !w.done {
-		w.t.Log(strings.TrimRight(string(p), "\n"))
-	}
-	return len(p), nil
-}
-
-func testLogger(tb testing.TB) *slog.Logger {
-	if _, ok := tb.(*testing.B); ok {
-		return slog.New(slog.NewTextHandler(io.Discard, nil))
-	}
-	w := &testWriter{t: tb}
-	tb.Cleanup(func() {
-		w.mu.Lock()
-		w.done = true
-		w.mu.Unlock()
-	})
-	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: slog.LevelInfo}))
-}
-
-// testCtx is a context bounded well above what any test needs, so a bug
-// fails the test instead of hanging it.
-func testCtx(tb testing.TB) context.Context {
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	tb.Cleanup(cancel)
-	return ctx
-}
-
 // newTestClient connects to srv and closes the client at cleanup.
 func newTestClient(tb testing.TB, srv *etcdtest.Server, cfg Config) *Client {
 	tb.Helper()
 	cfg.Endpoints = srv.Endpoints()
-	c, err := New(testCtx(tb), testLogger(tb), cfg)
+	c, err := New(testkit.Context(tb, 2*time.Minute), testkit.Logger(tb), cfg)
 	if err != nil {
 		tb.Fatalf("New: %v", err)
 	}

@@ -3,6 +3,9 @@ package kvstoremesh
 import (
 	"fmt"
 	"testing"
+	"time"
+
+	"github.com/strait-net/strait/internal/testkit"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
 )
@@ -18,7 +21,7 @@ func BenchmarkPropagation(b *testing.B) {
 	tm.add(rc)
 	tm.waitReady(b, "b")
 
-	ctx := testCtx(b)
+	ctx := testkit.Context(b, 3*time.Minute)
 	events := l.cli.Watch(ctx, "cilium/cache/nodes/v1/b/", clientv3.WithPrefix())
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {

@@ -4,15 +4,14 @@ import (
 	"context"
 	"crypto/sha256"
 	"fmt"
-	"io"
-	"log/slog"
 	"net/netip"
 	"os"
 	"runtime"
 	"strings"
-	"sync"
 	"testing"
 	"time"
+
+	"github.com/strait-net/strait/internal/testkit"
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/prometheus/client_golang/prometheus"
@@ -59,42 +58,6 @@ func leaked() []string {
 		}
 	}
 	return out
-}
-
-// testWriter sends log lines to t.Log until the test ends.
-type testWriter struct {
-	mu   sync.Mutex
-	t    testing.TB
-	done bool
-}
-
-func (w *testWriter) Write(p []byte) (int, error) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	if !w.done {
-		w.t.Log(strings.TrimRight(string(p), "\n"))
-	}
-	return len(p), nil
-}
-
-func testLogger(tb testing.TB) *slog.Logger {
-	if _, ok := tb.(*testing.B); ok {
-		return slog.New(slog.NewTextHandler(io.Discard, nil))
-	}
-	w := &testWriter{t: tb}
-	tb.Cleanup(func() {
-		w.mu.Lock()
-		w.done = true
-		w.mu.Unlock()
-	})
-	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: slog.LevelInfo}))
-}
-
-// testCtx bounds every test well above what it needs.
-func testCtx(tb testing.TB) context.Context {
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
-	tb.Cleanup(cancel)
-	return ctx
 }
 
 // waitTimeout is the generous bound of every eventually.
@@ -144,14 +107,14 @@ func (c *cluster) writeConfig(t testing.TB, cc schema.ClusterConfig) {
 
 func (c *cluster) put(t testing.TB, key, value string) {
 	t.Helper()
-	if _, err := c.cli.Put(testCtx(t), key, value); err != nil {
+	if _, err := c.cli.Put(testkit.Context(t, 3*time.Minute), key, value); err != nil {
 		t.Fatalf("put %s: %v", key, err)
 	}
 }
 
 func (c *cluster) del(t testing.TB, key string) {
 	t.Helper()
-	if _, err := c.cli.Delete(testCtx(t), key); err != nil {
+	if _, err := c.cli.Delete(testkit.Context(t, 3*time.Minute), key); err != nil {
 		t.Fatalf("delete %s: %v", key, err)
 	}
 }
@@ -279,7 +242,7 @@ func startLocal(t testing.TB) *local {
 // client returns a new kvstore client of the local etcd, closed at cleanup.
 func (l *local) client(t testing.TB) *kvstore.Client {
 	t.Helper()
-	c, err := kvstore.New(testCtx(t), testLogger(t), kvstore.Config{Endpoints: l.srv.Endpoints(), MaxBackoff: 500 * time.Millisecond})
+	c, err := kvstore.New(testkit.Context(t, 3*time.Minute), testkit.Logger(t), kvstore.Config{Endpoints: l.srv.Endpoints(), MaxBackoff: 500 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -290,7 +253,7 @@ func (l *local) client(t testing.TB) *kvstore.Client {
 // dump returns every local key under prefix.
 func (l *local) dump(t testing.TB, prefix string) map[string]string {
 	t.Helper()
-	resp, err := l.cli.Get(testCtx(t), prefix, clientv3.WithPrefix())
+	resp, err := l.cli.Get(testkit.Context(t, 3*time.Minute), prefix, clientv3.WithPrefix())
 	if err != nil {
 		t.Fatalf("get %s: %v", prefix, err)
 	}
@@ -349,11 +312,11 @@ func startMesh(t testing.TB, lc *kvstore.Client, tweak func(*Options)) *testMesh
 	if tweak != nil {
 		tweak(&opts)
 	}
-	m, err := New(testLogger(t), opts)
+	m, err := New(testkit.Logger(t), opts)
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(testCtx(t))
+	ctx, cancel := context.WithCancel(testkit.Context(t, 3*time.Minute))
 	tm := &testMesh{Mesh: m, reg: reg, cancel: cancel, done: make(chan error, 1)}
 	go func() { tm.done <- m.Run(ctx) }()
 	t.Cleanup(tm.stop)

@@ -10,6 +10,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/strait-net/strait/internal/testkit"
+
 	"github.com/google/go-cmp/cmp"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
@@ -606,7 +608,7 @@ func TestAddBeforeRunAndOptions(t *testing.T) {
 		{"bad name", Options{Local: lc, ClusterName: "A_", ClusterID: 1, ClusterMax: 255}},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
-			if _, err := New(testLogger(t), tt.opts); err == nil || !strings.Contains(err.Error(), ErrOptions.Error()) {
+			if _, err := New(testkit.Logger(t), tt.opts); err == nil || !strings.Contains(err.Error(), ErrOptions.Error()) {
 				t.Errorf("New: %v, want ErrOptions", err)
 			}
 		})
@@ -614,7 +616,7 @@ func TestAddBeforeRunAndOptions(t *testing.T) {
 
 	b := startCluster(t, "b", 2, false)
 	want := b.populate(t)
-	m, err := New(testLogger(t), Options{Local: lc, ClusterName: localName, ClusterID: localID, ClusterMax: 255,
+	m, err := New(testkit.Logger(t), Options{Local: lc, ClusterName: localName, ClusterID: localID, ClusterMax: 255,
 		RetryMin: 50 * time.Millisecond, ProbeInterval: 100 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
@@ -623,7 +625,7 @@ func TestAddBeforeRunAndOptions(t *testing.T) {
 	if st, _ := m.Status("b"); !st.Configured || st.Connected {
 		t.Errorf("before Run: %+v", st)
 	}
-	ctx, cancel := context.WithCancel(testCtx(t))
+	ctx, cancel := context.WithCancel(testkit.Context(t, 3*time.Minute))
 	done := make(chan error, 1)
 	go func() { done <- m.Run(ctx) }()
 	eventually(t, "ready", func() string {

@@ -7,6 +7,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/strait-net/strait/internal/testkit"
+
 	"github.com/google/go-cmp/cmp"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
@@ -52,7 +54,7 @@ func (m *mesh) start(ttl time.Duration) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	m.state, err = New(newClient(t, m.srv), testLogger(t), Options{
+	m.state, err = New(newClient(t, m.srv), testkit.Logger(t), Options{
 		Cluster: local, ClusterID: 1, Max: identity.ClusterMax255, CacheTTL: ttl, Metrics: m.metrics,
 	})
 	if err != nil {
@@ -64,19 +66,19 @@ func (m *mesh) start(ttl time.Duration) {
 	m.state.SubscribeIPCache(m.ips.fn)
 	m.state.SubscribeIdentities(m.ids.fn)
 	m.state.SubscribeServices(m.svcs.fn)
-	runBg(t, m.state.Run)
+	testkit.RunBackground(t, m.state.Run)
 }
 
 func (m *mesh) put(key string, value []byte) {
 	m.t.Helper()
-	if _, err := m.raw.Put(testCtx(m.t), key, string(value)); err != nil {
+	if _, err := m.raw.Put(testkit.Context(m.t, 2*time.Minute), key, string(value)); err != nil {
 		m.t.Fatalf("put %s: %v", key, err)
 	}
 }
 
 func (m *mesh) del(key string) {
 	m.t.Helper()
-	if _, err := m.raw.Delete(testCtx(m.t), key); err != nil {
+	if _, err := m.raw.Delete(testkit.Context(m.t, 2*time.Minute), key); err != nil {
 		m.t.Fatalf("delete %s: %v", key, err)
 	}
 }
@@ -181,7 +183,7 @@ func ipEntry(addr string, id identity.NumericIdentity) IPEntry {
 // a kind's canary; after all canaries the cluster is synced and every
 // subscriber saw the entries, then OpSynced.
 func TestJoin(t *testing.T) {
-	ctx := testCtx(t)
+	ctx := testkit.Context(t, 2*time.Minute)
 	m := newMesh(t)
 	const c2 = "c2"
 	id1, id2 := identity.NumericIdentity(2<<16|1), identity.NumericIdentity(2<<16|2)
@@ -283,7 +285,7 @@ func TestJoin(t *testing.T) {
 // of the remote's range and bad labels are skipped and counted; the
 // valid ones are kept.
 func TestInvalidEntries(t *testing.T) {
-	ctx := testCtx(t)
+	ctx := testkit.Context(t, 2*time.Minute)
 	m := newMesh(t)
 	const c2 = "c2"
 	good := identity.NumericIdentity(2<<16 | 1)
@@ -360,7 +362,7 @@ func TestInvalidEntries(t *testing.T) {
 func TestLeaveAndRejoin(t *testing.T) {
 	for _, ttl := range []time.Duration{0, time.Hour} {
 		t.Run(fmt.Sprintf("ttl=%v", ttl), func(t *testing.T) {
-			ctx := testCtx(t)
+			ctx := testkit.Context(t, 2*time.Minute)
 			m := newMesh(t)
 			const c2 = "c2"
 			id := identity.NumericIdentity(2<<16 | 1)
@@ -402,7 +404,7 @@ func TestLeaveAndRejoin(t *testing.T) {
 		})
 	}
 	t.Run("ttl expires", func(t *testing.T) {
-		ctx := testCtx(t)
+		ctx := testkit.Context(t, 2*time.Minute)
 		m := newMesh(t)
 		const c2 = "c2"
 		id := identity.NumericIdentity(2<<16 | 1)
@@ -455,7 +457,7 @@ func waitStatus(ctx context.Context, t *testing.T, s *State, cond func([]Cluster
 // TestWatchRestart: etcd stops and restarts under a synced state; the
 // watches resume without deleting anything, and later changes arrive.
 func TestWatchRestart(t *testing.T) {
-	ctx := testCtx(t)
+	ctx := testkit.Context(t, 2*time.Minute)
 	m := newMesh(t)
 	const c2 = "c2"
 	id := identity.NumericIdentity(2<<16 | 1)

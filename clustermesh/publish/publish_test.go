@@ -11,6 +11,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/strait-net/strait/internal/testkit"
+
 	"github.com/google/go-cmp/cmp"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
@@ -37,7 +39,7 @@ func golden(t *testing.T, name string) []byte {
 // checks the bytes in etcd are exactly Cilium's, at the right keys, with
 // the canaries Cilium writes.
 func TestCiliumJSON(t *testing.T) {
-	ctx := testCtx(t)
+	ctx := testkit.Context(t, 2*time.Minute)
 	srv := etcdtest.Start(t, etcdtest.Options{})
 	c := newClient(t, srv)
 	raw := srv.Client(t)
@@ -59,15 +61,15 @@ func TestCiliumJSON(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	np, err := NewNodePublisher(c, testLogger(t), opts3)
+	np, err := NewNodePublisher(c, testkit.Logger(t), opts3)
 	if err != nil {
 		t.Fatal(err)
 	}
-	ipp, err := NewIPCachePublisher(c, testLogger(t), IPCacheOptions{Options: opts3, After: np.Published()})
+	ipp, err := NewIPCachePublisher(c, testkit.Logger(t), IPCacheOptions{Options: opts3, After: np.Published()})
 	if err != nil {
 		t.Fatal(err)
 	}
-	sp, err := NewServicePublisher(c, testLogger(t), opts3)
+	sp, err := NewServicePublisher(c, testkit.Logger(t), opts3)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -79,14 +81,14 @@ func TestCiliumJSON(t *testing.T) {
 	np.Synced()
 	ipp.Synced()
 	sp.Synced()
-	runBg(t, np.Run)
-	runBg(t, ipp.Run)
-	runBg(t, sp.Run)
-	waitClosed(ctx, t, np.Published(), "nodes")
-	waitClosed(ctx, t, ipp.Published(), "ip")
-	waitClosed(ctx, t, sp.Published(), "services")
+	testkit.RunBackground(t, np.Run)
+	testkit.RunBackground(t, ipp.Run)
+	testkit.RunBackground(t, sp.Run)
+	testkit.WaitClosed(ctx, t, np.Published(), "nodes")
+	testkit.WaitClosed(ctx, t, ipp.Published(), "ip")
+	testkit.WaitClosed(ctx, t, sp.Published(), "services")
 
-	got := content(ctx, t, raw, "cilium/state/")
+	got := testkit.Content(ctx, t, raw, "cilium/state/")
 	want := map[string]string{
 		"cilium/state/nodes/v1/cluster3/test-node-1":              string(nodeJSON),
 		"cilium/state/ip/v1/default/10.244.2.74":                  string(ipJSON),
@@ -95,7 +97,7 @@ func TestCiliumJSON(t *testing.T) {
 	if d := cmp.Diff(want, got); d != "" {
 		t.Errorf("etcd content (-want +got):\n%s", d)
 	}
-	canaries := content(ctx, t, raw, "cilium/synced/")
+	canaries := testkit.Content(ctx, t, raw, "cilium/synced/")
 	var keys []string
 	for k, v := range canaries {
 		keys = append(keys, k)
@@ -154,7 +156,7 @@ func testIP(addr string, id identity.NumericIdentity) *schema.IPIdentityPair {
 // TestRejectInvalid checks that a bad entry is refused with an error
 // naming it, counted, and that it does not stop the others.
 func TestRejectInvalid(t *testing.T) {
-	ctx := testCtx(t)
+	ctx := testkit.Context(t, 2*time.Minute)
 	srv := etcdtest.Start(t, etcdtest.Options{})
 	c := newClient(t, srv)
 	raw := srv.Client(t)
@@ -165,9 +167,9 @@ func TestRejectInvalid(t *testing.T) {
 	}
 	o := opts3
 	o.Metrics = m
-	np, _ := NewNodePublisher(c, testLogger(t), o)
-	ipp, _ := NewIPCachePublisher(c, testLogger(t), IPCacheOptions{Options: o})
-	sp, _ := NewServicePublisher(c, testLogger(t), o)
+	np, _ := NewNodePublisher(c, testkit.Logger(t), o)
+	ipp, _ := NewIPCachePublisher(c, testkit.Logger(t), IPCacheOptions{Options: o})
+	sp, _ := NewServicePublisher(c, testkit.Logger(t), o)
 
 	otherCluster := testNode("n-other")
 	otherCluster.Cluster = "cluster4"
@@ -218,14 +220,14 @@ func TestRejectInvalid(t *testing.T) {
 	np.Synced()
 	ipp.Synced()
 	sp.Synced()
-	runBg(t, np.Run)
-	runBg(t, ipp.Run)
-	runBg(t, sp.Run)
-	waitClosed(ctx, t, np.Published(), "nodes")
-	waitClosed(ctx, t, ipp.Published(), "ip")
-	waitClosed(ctx, t, sp.Published(), "services")
+	testkit.RunBackground(t, np.Run)
+	testkit.RunBackground(t, ipp.Run)
+	testkit.RunBackground(t, sp.Run)
+	testkit.WaitClosed(ctx, t, np.Published(), "nodes")
+	testkit.WaitClosed(ctx, t, ipp.Published(), "ip")
+	testkit.WaitClosed(ctx, t, sp.Published(), "services")
 	var keys []string
-	for k := range content(ctx, t, raw, "cilium/state/") {
+	for k := range testkit.Content(ctx, t, raw, "cilium/state/") {
 		keys = append(keys, k)
 	}
 	want := []string{
@@ -250,18 +252,18 @@ func TestRejectInvalid(t *testing.T) {
 // TestLeaseLossRewrites revokes the publisher's lease from outside: the
 // node entry vanishes and is written again under a new lease.
 func TestLeaseLossRewrites(t *testing.T) {
-	ctx := testCtx(t)
+	ctx := testkit.Context(t, 2*time.Minute)
 	srv := etcdtest.Start(t, etcdtest.Options{})
 	c := newClientTTL(t, srv, 2*time.Second)
 	raw := srv.Client(t)
-	np, _ := NewNodePublisher(c, testLogger(t), opts3)
+	np, _ := NewNodePublisher(c, testkit.Logger(t), opts3)
 	n := testNode("n1")
 	if err := np.Upsert(n); err != nil {
 		t.Fatal(err)
 	}
 	np.Synced()
-	runBg(t, np.Run)
-	waitClosed(ctx, t, np.Published(), "nodes")
+	testkit.RunBackground(t, np.Run)
+	testkit.WaitClosed(ctx, t, np.Published(), "nodes")
 
 	key := n.Key()
 	resp, err := raw.Get(ctx, key)
@@ -276,7 +278,7 @@ func TestLeaseLossRewrites(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	waitPut(ctx, t, raw, key, rr.Header.Revision)
+	testkit.WaitPut(ctx, t, raw, key, rr.Header.Revision)
 	resp, err = raw.Get(ctx, key)
 	if err != nil || len(resp.Kvs) != 1 {
 		t.Fatalf("get %s after lease loss: %v %v", key, resp, err)
@@ -293,7 +295,7 @@ func TestLeaseLossRewrites(t *testing.T) {
 // TestPruneOnlyAfterSynced leaves a stale entry of an earlier run in etcd:
 // it survives until Synced, then goes.
 func TestPruneOnlyAfterSynced(t *testing.T) {
-	ctx := testCtx(t)
+	ctx := testkit.Context(t, 2*time.Minute)
 	srv := etcdtest.Start(t, etcdtest.Options{})
 	c := newClient(t, srv)
 	raw := srv.Client(t)
@@ -302,7 +304,7 @@ func TestPruneOnlyAfterSynced(t *testing.T) {
 	if _, err := raw.Put(ctx, stale, string(staleValue)); err != nil {
 		t.Fatal(err)
 	}
-	ipp, _ := NewIPCachePublisher(c, testLogger(t), IPCacheOptions{Options: opts3})
+	ipp, _ := NewIPCachePublisher(c, testkit.Logger(t), IPCacheOptions{Options: opts3})
 	fresh := testIP("10.0.0.1", 3<<16|1)
 	resp, err := raw.Get(ctx, "x")
 	if err != nil {
@@ -311,20 +313,20 @@ func TestPruneOnlyAfterSynced(t *testing.T) {
 	if err := ipp.Upsert(fresh); err != nil {
 		t.Fatal(err)
 	}
-	runBg(t, ipp.Run)
-	waitPut(ctx, t, raw, fresh.Key(), resp.Header.Revision)
-	if got := content(ctx, t, raw, stale); len(got) != 1 {
+	testkit.RunBackground(t, ipp.Run)
+	testkit.WaitPut(ctx, t, raw, fresh.Key(), resp.Header.Revision)
+	if got := testkit.Content(ctx, t, raw, stale); len(got) != 1 {
 		t.Fatalf("stale entry pruned before Synced: %v", got)
 	}
-	if got := content(ctx, t, raw, "cilium/synced/"); len(got) != 0 {
+	if got := testkit.Content(ctx, t, raw, "cilium/synced/"); len(got) != 0 {
 		t.Fatalf("canary written before Synced: %v", got)
 	}
 	ipp.Synced()
-	waitClosed(ctx, t, ipp.Published(), "ip")
-	if got := content(ctx, t, raw, stale); len(got) != 0 {
+	testkit.WaitClosed(ctx, t, ipp.Published(), "ip")
+	if got := testkit.Content(ctx, t, raw, stale); len(got) != 0 {
 		t.Errorf("stale entry still there after Synced: %v", got)
 	}
-	if got := content(ctx, t, raw, fresh.Key()); len(got) != 1 {
+	if got := testkit.Content(ctx, t, raw, fresh.Key()); len(got) != 1 {
 		t.Errorf("fresh entry missing: %v", got)
 	}
 }
@@ -332,7 +334,7 @@ func TestPruneOnlyAfterSynced(t *testing.T) {
 // TestNodeBeforeIPCache starts the ipcache publisher first; etcd's history
 // must still show the node written before any ipcache entry.
 func TestNodeBeforeIPCache(t *testing.T) {
-	ctx := testCtx(t)
+	ctx := testkit.Context(t, 2*time.Minute)
 	srv := etcdtest.Start(t, etcdtest.Options{})
 	c := newClient(t, srv)
 	raw := srv.Client(t)
@@ -340,22 +342,22 @@ func TestNodeBeforeIPCache(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	np, _ := NewNodePublisher(c, testLogger(t), opts3)
-	ipp, _ := NewIPCachePublisher(c, testLogger(t), IPCacheOptions{Options: opts3, After: np.Published()})
+	np, _ := NewNodePublisher(c, testkit.Logger(t), opts3)
+	ipp, _ := NewIPCachePublisher(c, testkit.Logger(t), IPCacheOptions{Options: opts3, After: np.Published()})
 	for i := range 5 {
 		if err := ipp.Upsert(testIP(netip.AddrFrom4([4]byte{10, 0, 0, byte(i + 1)}).String(), 3<<16|1)); err != nil {
 			t.Fatal(err)
 		}
 	}
 	ipp.Synced()
-	runBg(t, ipp.Run)
+	testkit.RunBackground(t, ipp.Run)
 	n := testNode("n1")
 	if err := np.Upsert(n); err != nil {
 		t.Fatal(err)
 	}
 	np.Synced()
-	runBg(t, np.Run)
-	waitClosed(ctx, t, ipp.Published(), "ip")
+	testkit.RunBackground(t, np.Run)
+	testkit.WaitClosed(ctx, t, ipp.Published(), "ip")
 
 	// Replay the history of cilium/state/ since the start.
 	wctx, cancel := context.WithCancel(ctx)

@@ -9,7 +9,6 @@ import (
 	"encoding/pem"
 	"fmt"
 	"io"
-	"log/slog"
 	"math/big"
 	"os"
 	"path/filepath"
@@ -56,11 +55,6 @@ outer:
 		out = append(out, g)
 	}
 	return out
-}
-
-// testLogger logs through t.Log.
-func testLogger(t testing.TB) *slog.Logger {
-	return slog.New(slog.NewTextHandler(tWriter{t}, &slog.HandlerOptions{Level: slog.LevelDebug}))
 }
 
 type tWriter struct{ t testing.TB }

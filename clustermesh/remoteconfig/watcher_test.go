@@ -11,6 +11,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/strait-net/strait/internal/testkit"
+
 	"github.com/google/go-cmp/cmp"
 )
 
@@ -103,7 +105,7 @@ func (r *recorder) barrier(t *testing.T, dir string) []event {
 func start(t *testing.T, dir string, opts Options) (*Watcher, *recorder) {
 	t.Helper()
 	r := &recorder{ch: make(chan event, 1000)}
-	w, err := New(testLogger(t), dir, r, opts)
+	w, err := New(testkit.Logger(t), dir, r, opts)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -291,7 +293,7 @@ func TestWatcherInvalidNeverValid(t *testing.T) {
 func newUnstarted(t *testing.T, dir string, opts Options) (*Watcher, *recorder) {
 	t.Helper()
 	r := &recorder{ch: make(chan event, 1000)}
-	w, err := New(testLogger(t), dir, r, opts)
+	w, err := New(testkit.Logger(t), dir, r, opts)
 	if err != nil {
 		t.Fatal(err)
 	}
