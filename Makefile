@@ -2,7 +2,7 @@
 GO      ?= go
 RUN_DIR ?= $(CURDIR)/.strait-run
 
-.PHONY: all build test deps vet fmt-check run bench fuzz clean
+.PHONY: all build test deps vet fmt-check run bench bench-mesh fuzz clean
 
 all: build
 
@@ -41,3 +41,8 @@ fuzz:
 
 clean:
 	rm -rf $(RUN_DIR)
+
+# bench-mesh runs the mesh-wide benchmarks of tools/bench/mesh (≈ 80 s).
+bench-mesh:
+	$(GO) test -run '^$$' -bench BenchmarkPropagation -benchtime 1x -count 2 ./tools/bench/mesh/
+	$(GO) test -run '^$$' -bench BenchmarkWatchesOnEtcd -benchtime 1x -v ./tools/bench/mesh/
