@@ -8,6 +8,7 @@ import (
 	"slices"
 	"time"
 
+	"github.com/strait-net/strait/clustermesh/kvstoremesh"
 	"github.com/strait-net/strait/clustermesh/schema"
 	"github.com/strait-net/strait/identity"
 )
@@ -75,6 +76,18 @@ type Config struct {
 	// HeartbeatInterval between writes of cilium/.heartbeat; 0 means
 	// DefaultHeartbeatInterval.
 	HeartbeatInterval time.Duration
+
+	// ClusterMeshConfigDir is the remote-cluster configuration directory
+	// (Cilium's --clustermesh-config): one file per remote cluster, mirrored
+	// into this cluster's etcd by a kvstoremesh.Mesh. Empty: no remote
+	// clusters. See mesh.go.
+	ClusterMeshConfigDir string
+	// RemovalGrace is how long a removed remote cluster's cached data stays;
+	// 0 means kvstoremesh.DefaultRemovalGrace.
+	RemovalGrace time.Duration
+	// MeshMetrics receives the remote-cluster cache's metrics; nil builds
+	// unregistered ones.
+	MeshMetrics *kvstoremesh.Metrics
 }
 
 // Embedded reports whether cfg runs an embedded etcd member.
@@ -142,6 +155,9 @@ func (cfg Config) Validate() error {
 	}
 	if cfg.HeartbeatInterval < 0 {
 		return &ConfigError{Field: "HeartbeatInterval", Reason: fmt.Sprintf("negative: %s", cfg.HeartbeatInterval)}
+	}
+	if cfg.RemovalGrace < 0 {
+		return &ConfigError{Field: "RemovalGrace", Reason: fmt.Sprintf("negative: %s", cfg.RemovalGrace)}
 	}
 	return nil
 }

@@ -19,6 +19,7 @@ import (
 
 	"github.com/strait-net/strait/clustermesh/certs"
 	"github.com/strait-net/strait/clustermesh/kvstore"
+	"github.com/strait-net/strait/clustermesh/kvstoremesh"
 	"github.com/strait-net/strait/clustermesh/schema"
 )
 
@@ -58,6 +59,8 @@ type Server struct {
 	ran bool
 
 	stopping atomic.Bool // set before the embedded etcd is closed; quiets its logs
+
+	mesh atomic.Pointer[kvstoremesh.Mesh] // set while the remote-cluster cache runs
 }
 
 // New validates cfg (a *ConfigError names the field at fault) and checks
@@ -77,6 +80,9 @@ func New(log *slog.Logger, cfg Config) (*Server, error) {
 		return nil, &ConfigError{Field: "AdminCertFile",
 			Reason: fmt.Sprintf("%s has CN %q, want %q or %q", cfg.AdminCertFile, cn, certs.RootUser, certs.AdminUser(cfg.ClusterName)),
 			Cause:  ErrAdminIdentity}
+	}
+	if err := checkMeshConfigDir(cfg.ClusterMeshConfigDir); err != nil {
+		return nil, err
 	}
 	return &Server{cfg: cfg, log: log.With(logCluster, cfg.ClusterName), ready: make(chan struct{})}, nil
 }
@@ -172,6 +178,9 @@ func (s *Server) Run(ctx context.Context) error {
 
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return cli.RunHeartbeat(gctx, s.cfg.HeartbeatInterval) })
+	if s.cfg.ClusterMeshConfigDir != "" {
+		g.Go(func() error { return s.runMesh(gctx, cli) })
+	}
 	if etcdErr != nil {
 		g.Go(func() error {
 			select {

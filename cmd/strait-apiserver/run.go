@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"time"
@@ -27,6 +28,9 @@ var configFlags = map[string]string{
 	"AdminCertFile":     "cert-dir",
 	"AdminKeyFile":      "cert-dir",
 	"HeartbeatInterval": "heartbeat-interval",
+
+	"ClusterMeshConfigDir": "clustermesh-config",
+	"RemovalGrace":         "cluster-removal-grace",
 }
 
 // asFlagError rewrites an *apiserver.ConfigError to name the flag.
@@ -50,6 +54,7 @@ type runFlags struct {
 	etcdEndpoints     []string
 	certDir           string
 	heartbeatInterval time.Duration
+	mesh              meshFlags
 }
 
 // config builds and validates the apiserver.Config; errors name the flag.
@@ -72,6 +77,9 @@ func (f *runFlags) config(cmd *cobra.Command) (apiserver.Config, error) {
 		AdminCertFile:     files.AdminCert,
 		AdminKeyFile:      files.AdminKey,
 		HeartbeatInterval: f.heartbeatInterval,
+
+		ClusterMeshConfigDir: f.mesh.configDir,
+		RemovalGrace:         f.mesh.removalGrace,
 	}
 	if len(f.etcdEndpoints) > 0 {
 		// The embedded member's flags have defaults; with an external etcd
@@ -105,11 +113,13 @@ func newRunCommand(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			s, err := apiserver.New(log, cfg)
-			if err != nil {
-				return asFlagError(err)
-			}
-			return s.Run(cmd.Context())
+			return runWithMetrics(cmd.Context(), log, f.mesh.metricsAddr, &cfg, func(ctx context.Context) error {
+				s, err := apiserver.New(log, cfg)
+				if err != nil {
+					return asFlagError(err)
+				}
+				return s.Run(ctx)
+			})
 		},
 	}
 	fl := cmd.Flags()
@@ -122,6 +132,7 @@ func newRunCommand(g *globals) *cobra.Command {
 	fl.StringSliceVar(&f.etcdEndpoints, "etcd-endpoints", nil, "https endpoints of an external etcd to use instead of embedding one")
 	fl.StringVar(&f.certDir, "cert-dir", "", "directory laid out by `certs generate`: ca.crt, server.crt/key, admin.crt/key (required)")
 	fl.DurationVar(&f.heartbeatInterval, "heartbeat-interval", apiserver.DefaultHeartbeatInterval, "interval between writes of cilium/.heartbeat")
+	f.mesh.register(fl)
 	return cmd
 }
 
