@@ -14,7 +14,12 @@
 //  2. writes its cluster config, cilium/cluster-config/<cluster>, under the
 //     session lease of its kvstore client;
 //  3. writes the heartbeat, cilium/.heartbeat, and keeps rewriting it every
-//     Config.HeartbeatInterval.
+//     Config.HeartbeatInterval;
+//  4. when Config.ClusterMeshConfigDir is set, watches that directory
+//     (clustermesh/remoteconfig, one file per remote cluster) and runs the
+//     remote-cluster cache (clustermesh/kvstoremesh) through its admin
+//     client, mirroring every connected remote into cilium/cache/ so agents
+//     read only this etcd; RemoteStatuses reports each remote.
 //
 // Every step is idempotent, so a restart on the same data directory, or a
 // second apiserver against the same external etcd, finds existing users,
