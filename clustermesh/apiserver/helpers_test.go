@@ -7,10 +7,11 @@ import (
 	"log/slog"
 	"net"
 	"path/filepath"
-	"strings"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/strait-net/strait/internal/testkit"
 
 	"go.etcd.io/etcd/client/pkg/v3/transport"
 	clientv3 "go.etcd.io/etcd/client/v3"
@@ -19,18 +20,6 @@ import (
 	"github.com/strait-net/strait/clustermesh/certs"
 	"github.com/strait-net/strait/identity"
 )
-
-// testLogger writes through t.Log at Info and above.
-func testLogger(t testing.TB) *slog.Logger {
-	return slog.New(slog.NewTextHandler(tWriter{t}, &slog.HandlerOptions{Level: slog.LevelInfo}))
-}
-
-type tWriter struct{ t testing.TB }
-
-func (w tWriter) Write(p []byte) (int, error) {
-	w.t.Log(strings.TrimSuffix(string(p), "\n"))
-	return len(p), nil
-}
 
 func discardLogger() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
 
@@ -99,7 +88,7 @@ func start(t testing.TB, cfg Config) *running {
 			cfg.ListenClientURLs = []string{"https://" + freeAddr(t)}
 			cfg.ListenPeerURL = "http://" + freeAddr(t)
 		}
-		s, err := New(testLogger(t), cfg)
+		s, err := New(testkit.Logger(t), cfg)
 		if err != nil {
 			t.Fatal(err)
 		}

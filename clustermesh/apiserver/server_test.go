@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/strait-net/strait/internal/testkit"
+
 	"github.com/google/go-cmp/cmp"
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	"go.etcd.io/etcd/client/pkg/v3/transport"
@@ -340,7 +342,7 @@ func TestRestartKeepsDataAndReinitIsIdempotent(t *testing.T) {
 // tryStart is start for a fixed address: nil when the address is busy.
 func tryStart(t *testing.T, cfg Config) *running {
 	t.Helper()
-	s, err := New(testLogger(t), cfg)
+	s, err := New(testkit.Logger(t), cfg)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -4,16 +4,16 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"log/slog"
 	"net"
 	"net/netip"
 	"os"
 	"path/filepath"
-	"strings"
 	"sync"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/strait-net/strait/internal/testkit"
 
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -34,33 +34,6 @@ const (
 	pollEvery   = 25 * time.Millisecond
 	maxClusters = identity.ClusterMax255
 )
-
-// testWriter sends log lines to t.Log until the test ends.
-type testWriter struct {
-	mu   sync.Mutex
-	t    testing.TB
-	done bool
-}
-
-func (w *testWriter) Write(p []byte) (int, error) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	if !w.done {
-		w.t.Log(strings.TrimRight(string(p), "\n"))
-	}
-	return len(p), nil
-}
-
-// testLogger logs warnings and errors through t.Log (MESHTEST_DEBUG=1: all).
-func testLogger(t testing.TB) *slog.Logger {
-	w := &testWriter{t: t}
-	t.Cleanup(func() { w.mu.Lock(); w.done = true; w.mu.Unlock() })
-	level := slog.LevelWarn
-	if os.Getenv("MESHTEST_DEBUG") != "" {
-		level = slog.LevelDebug
-	}
-	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: level}))
-}
 
 func freeAddr(t testing.TB) string {
 	t.Helper()
@@ -194,7 +167,7 @@ func (c *cluster) start(t *testing.T) {
 			c.cfg.ListenClientURLs = []string{"https://" + freeAddr(t)}
 			c.cfg.ListenPeerURL = "http://" + freeAddr(t)
 		}
-		s, err := apiserver.New(testLogger(t), c.cfg)
+		s, err := apiserver.New(testkit.Logger(t), c.cfg)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -238,7 +211,7 @@ func (c *cluster) stop(t testing.TB) {
 // closed when the test ends.
 func (c *cluster) client(t testing.TB, cert, key string) *kvstore.Client {
 	t.Helper()
-	cli, err := kvstore.New(opCtx(t), testLogger(t), c.srv.ClientConfig(cert, key))
+	cli, err := kvstore.New(opCtx(t), testkit.Logger(t), c.srv.ClientConfig(cert, key))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -329,7 +302,7 @@ type publishers struct {
 func startPublishers(t *testing.T, c *cluster) *publishers {
 	t.Helper()
 	cli := c.client(t, c.files.AdminCert, c.files.AdminKey)
-	log := testLogger(t)
+	log := testkit.Logger(t)
 	po := publish.Options{Cluster: c.name, ClusterID: c.id, Max: maxClusters}
 	p := &publishers{}
 	var err error
@@ -384,7 +357,7 @@ func (p *publishers) publish(t testing.TB, nodes []*schema.Node, ips []*schema.I
 func startAgent(t *testing.T, c *cluster, ttl time.Duration) *meshstate.State {
 	t.Helper()
 	cli := c.client(t, c.files.LocalCert, c.files.LocalKey)
-	st, err := meshstate.New(cli, testLogger(t), meshstate.Options{Cluster: c.name, ClusterID: c.id, Max: maxClusters, CacheTTL: ttl})
+	st, err := meshstate.New(cli, testkit.Logger(t), meshstate.Options{Cluster: c.name, ClusterID: c.id, Max: maxClusters, CacheTTL: ttl})
 	if err != nil {
 		t.Fatal(err)
 	}
