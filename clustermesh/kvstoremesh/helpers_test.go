@@ -6,8 +6,6 @@ import (
 	"fmt"
 	"net/netip"
 	"os"
-	"runtime"
-	"strings"
 	"testing"
 	"time"
 
@@ -26,38 +24,9 @@ import (
 )
 
 // TestMain fails the package when goroutines of this package (or the
-// kvstore clients it starts) outlive the tests. Goroutines of the embedded
-// etcd servers and of gRPC's global machinery are not ours and are ignored.
+// kvstore clients it starts) outlive the tests.
 func TestMain(m *testing.M) {
-	code := m.Run()
-	if code == 0 {
-		deadline := time.Now().Add(15 * time.Second)
-		for len(leaked()) > 0 && time.Now().Before(deadline) {
-			time.Sleep(50 * time.Millisecond)
-		}
-		if g := leaked(); len(g) > 0 {
-			fmt.Fprintf(os.Stderr, "goroutine leak: %d goroutines\n%s\n", len(g), strings.Join(g, "\n\n"))
-			code = 1
-		}
-	}
-	os.Exit(code)
-}
-
-// leaked returns the stacks of goroutines running code of this package or
-// of clustermesh/kvstore.
-func leaked() []string {
-	buf := make([]byte, 4<<20)
-	buf = buf[:runtime.Stack(buf, true)]
-	var out []string
-	for i, g := range strings.Split(string(buf), "\n\n") {
-		if i == 0 {
-			continue
-		}
-		if strings.Contains(g, "strait/clustermesh/kvstoremesh.") || strings.Contains(g, "strait/clustermesh/kvstore.") {
-			out = append(out, g)
-		}
-	}
-	return out
+	os.Exit(testkit.RunWithLeakCheck(m, "strait/clustermesh/kvstoremesh.", "strait/clustermesh/kvstore."))
 }
 
 // waitTimeout is the generous bound of every eventually.
