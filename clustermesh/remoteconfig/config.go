@@ -14,13 +14,13 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
-	"regexp"
 	"strconv"
 	"strings"
 
 	"sigs.k8s.io/yaml"
 
 	"github.com/strait-net/strait/clustermesh/kvstore"
+	"github.com/strait-net/strait/clustermesh/schema"
 )
 
 // Errors returned by ValidateClusterName, Parse and Load. The returned
@@ -66,24 +66,14 @@ const (
 	fieldCAFile = "ca-file"
 )
 
-// maxNameLen is the longest cluster name Cilium accepts.
-const maxNameLen = 32
-
-var nameRE = regexp.MustCompile(`^([a-z0-9][-a-z0-9]*)?[a-z0-9]$`)
-
-// ValidateClusterName checks name against Cilium's cluster-name rules:
-// lowercase alphanumerics and '-', starting and ending alphanumeric, at
-// most 32 characters, and not "default". The error wraps ErrInvalidName.
+// ValidateClusterName checks name against Cilium's cluster-name rules
+// (schema.ValidateClusterName for a meshed cluster, so "default" is
+// refused). The error wraps both ErrInvalidName and
+// schema.ErrInvalidClusterName.
 func ValidateClusterName(name string) error {
-	switch {
-	case name == "":
-		return fmt.Errorf("%w: empty", ErrInvalidName)
-	case len(name) > maxNameLen:
-		return fmt.Errorf("%w: %q is longer than %d characters", ErrInvalidName, name, maxNameLen)
-	case !nameRE.MatchString(name):
-		return fmt.Errorf("%w: %q must be lowercase alphanumerics and '-', starting and ending alphanumeric", ErrInvalidName, name)
-	case name == "default":
-		return fmt.Errorf("%w: %q is reserved", ErrInvalidName, name)
+	// A remote cluster is always meshed, so its ID is non-zero.
+	if err := schema.ValidateClusterName(name, 1); err != nil {
+		return fmt.Errorf("%w: %w", ErrInvalidName, err)
 	}
 	return nil
 }
