@@ -76,6 +76,10 @@ func Handler(b Backend, log *slog.Logger) http.Handler {
 			reply(w, r, nil, &BadRequest{fmt.Errorf("endpoint body: %w", err)})
 			return
 		}
+		if dec.More() {
+			reply(w, r, nil, &BadRequest{errors.New("endpoint body: data after the JSON object")})
+			return
+		}
 		if ep.ContainerID != r.PathValue("id") || ep.IfName != r.PathValue("ifname") {
 			reply(w, r, nil, &BadRequest{fmt.Errorf("endpoint body names %s/%s, URL %s/%s", ep.ContainerID, ep.IfName, r.PathValue("id"), r.PathValue("ifname"))})
 			return
