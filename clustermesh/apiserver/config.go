@@ -88,7 +88,24 @@ type Config struct {
 	// MeshMetrics receives the remote-cluster cache's metrics; nil builds
 	// unregistered ones.
 	MeshMetrics *kvstoremesh.Metrics
+
+	// SyncedCanaries are the state prefixes (schema.IdentitiesPrefix,
+	// ServicesPrefix, ServiceExportsPrefix, ...) whose sync canary the
+	// apiserver itself writes once it is ready, under its lease. In kvstore
+	// mode nothing else vouches for them: identities are allocated in etcd
+	// itself (the prefix is always complete), and with no Kubernetes source
+	// yet the services and service exports are complete when empty. Nodes
+	// and ipcache entries are vouched for by the agents that publish them.
+	// Nil: none (see DefaultSyncedCanaries).
+	SyncedCanaries []string
 }
+
+// DefaultSyncedCanaries are the prefixes an apiserver in kvstore mode (no
+// Kubernetes source) vouches for; see Config.SyncedCanaries.
+var DefaultSyncedCanaries = []string{schema.IdentitiesPrefix, schema.ServicesPrefix, schema.ServiceExportsPrefix}
+
+// stateCanaryPrefixes are the prefixes Config.SyncedCanaries may name.
+var stateCanaryPrefixes = []string{schema.NodesPrefix, schema.IdentitiesPrefix, schema.IPPrefix, schema.ServicesPrefix, schema.ServiceExportsPrefix}
 
 // Embedded reports whether cfg runs an embedded etcd member.
 func (cfg Config) Embedded() bool { return len(cfg.ExternalEndpoints) == 0 }
@@ -158,6 +175,11 @@ func (cfg Config) Validate() error {
 	}
 	if cfg.RemovalGrace < 0 {
 		return &ConfigError{Field: "RemovalGrace", Reason: fmt.Sprintf("negative: %s", cfg.RemovalGrace)}
+	}
+	for _, p := range cfg.SyncedCanaries {
+		if !slices.Contains(stateCanaryPrefixes, p) {
+			return &ConfigError{Field: "SyncedCanaries", Reason: fmt.Sprintf("%q: not one of %v", p, stateCanaryPrefixes)}
+		}
 	}
 	return nil
 }

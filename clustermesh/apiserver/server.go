@@ -172,6 +172,12 @@ func (s *Server) Run(ctx context.Context) error {
 		return fmt.Errorf("apiserver: write %s: %w", schema.HeartbeatKey, err)
 	}
 
+	for _, p := range s.cfg.SyncedCanaries {
+		if err := cli.WriteCanary(ctx, s.cfg.ClusterName, p); err != nil {
+			return fmt.Errorf("apiserver: %w", err)
+		}
+	}
+
 	s.endpoints = endpoints
 	close(s.ready)
 	s.log.Info("apiserver ready", logEndpoints, endpoints)

@@ -286,9 +286,20 @@ func TestTwoClustersAccess(t *testing.T) {
 // same data directory and ports.
 func TestRestartKeepsDataAndReinitIsIdempotent(t *testing.T) {
 	f := clusterCerts(t, "c1")
-	s := start(t, embeddedConfig(t, "c1", 1, f))
+	ecfg := embeddedConfig(t, "c1", 1, f)
+	ecfg.SyncedCanaries = DefaultSyncedCanaries
+	s := start(t, ecfg)
 	cfg := s.cfg
 	admin := etcdClient(t, s.Endpoints(), f.CACert, f.AdminCert, f.AdminKey)
+	// The canaries nothing else vouches for are written with the config.
+	for _, p := range DefaultSyncedCanaries {
+		if r, err := admin.Get(opCtx(t), schema.CanaryKey("c1", p)); err != nil || len(r.Kvs) != 1 || r.Kvs[0].Lease == 0 {
+			t.Errorf("canary of %s: want one leased key, got %v (err %v)", p, r, err)
+		}
+	}
+	if r, err := admin.Get(opCtx(t), schema.CanaryKey("c1", schema.NodesPrefix)); err != nil || len(r.Kvs) != 0 {
+		t.Errorf("nodes canary written by the apiserver (the agents vouch for nodes): %v (err %v)", r, err)
+	}
 	seed(t, admin, "c1", "c2")
 	// Somebody widened the remote role by hand; the restart must undo it.
 	if _, err := admin.RoleGrantPermission(opCtx(t), RemoteRole, "cilium/", clientv3.GetPrefixRangeEnd("cilium/"), clientv3.PermissionType(clientv3.PermReadWrite)); err != nil {

@@ -10,6 +10,7 @@ import (
 
 	"github.com/strait-net/strait/clustermesh/apiserver"
 	"github.com/strait-net/strait/clustermesh/certs"
+	"github.com/strait-net/strait/clustermesh/schema"
 	"github.com/strait-net/strait/identity"
 )
 
@@ -54,7 +55,17 @@ type runFlags struct {
 	etcdEndpoints     []string
 	certDir           string
 	heartbeatInterval time.Duration
+	syncedCanaries    []string
 	mesh              meshFlags
+}
+
+// canaryKinds maps --synced-canaries names to state prefixes.
+var canaryKinds = map[string]string{
+	"nodes":          schema.NodesPrefix,
+	"identities":     schema.IdentitiesPrefix,
+	"ip":             schema.IPPrefix,
+	"services":       schema.ServicesPrefix,
+	"serviceexports": schema.ServiceExportsPrefix,
 }
 
 // config builds and validates the apiserver.Config; errors name the flag.
@@ -80,6 +91,13 @@ func (f *runFlags) config(cmd *cobra.Command) (apiserver.Config, error) {
 
 		ClusterMeshConfigDir: f.mesh.configDir,
 		RemovalGrace:         f.mesh.removalGrace,
+	}
+	for _, k := range f.syncedCanaries {
+		p, ok := canaryKinds[k]
+		if !ok {
+			return cfg, flagError("synced-canaries", fmt.Errorf("%q: not one of nodes, identities, ip, services, serviceexports", k))
+		}
+		cfg.SyncedCanaries = append(cfg.SyncedCanaries, p)
 	}
 	if len(f.etcdEndpoints) > 0 {
 		// The embedded member's flags have defaults; with an external etcd
@@ -132,6 +150,7 @@ func newRunCommand(g *globals) *cobra.Command {
 	fl.StringSliceVar(&f.etcdEndpoints, "etcd-endpoints", nil, "https endpoints of an external etcd to use instead of embedding one")
 	fl.StringVar(&f.certDir, "cert-dir", "", "directory laid out by `certs generate`: ca.crt, server.crt/key, admin.crt/key (required)")
 	fl.DurationVar(&f.heartbeatInterval, "heartbeat-interval", apiserver.DefaultHeartbeatInterval, "interval between writes of cilium/.heartbeat")
+	fl.StringSliceVar(&f.syncedCanaries, "synced-canaries", []string{"identities", "services", "serviceexports"}, "kinds whose sync canary the apiserver writes itself (kvstore mode: nothing else vouches for them); nodes and ip are written by the agents")
 	f.mesh.register(fl)
 	return cmd
 }

@@ -95,6 +95,7 @@ func runLocal(ctx context.Context, log *slog.Logger, out io.Writer, dir, clientA
 		ClientCAFile:   files.CACert,
 		AdminCertFile:  files.AdminCert,
 		AdminKeyFile:   files.AdminKey,
+		SyncedCanaries: apiserver.DefaultSyncedCanaries,
 	}
 	// The wanted ports may be busy; pick free ones then, and once more if
 	// another process takes a picked port before etcd binds it.
