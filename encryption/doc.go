@@ -1,5 +1,6 @@
 // Package encryption groups the transparent-encryption datapaths:
-// wireguard/ (keys, device, peer reconciler) and ipsec/ (key files, XFRM
-// states and policies). Not built yet: they arrive with the WireGuard and
-// IPsec issues.
+// wireguard/ (node key, WireGuard device in kernel or userspace mode via the
+// strait-wireguard process, gap-free peer reconciler, and the wgfake twin for
+// tests) and ipsec/ (key files, XFRM states and policies; being built with
+// the IPsec issue).
 package encryption

@@ -1,0 +1,5 @@
+package wireguard
+
+import "syscall"
+
+const noFollow = syscall.O_NOFOLLOW
