@@ -609,3 +609,96 @@ func TestTLS(t *testing.T) {
 		}
 	})
 }
+
+// TestSyncStoreOwns: writers sharing one prefix (every agent of a cluster
+// in cilium/state/ip/v1/default) prune only the stale keys they own, and a
+// persistent canary outlives the writer that wrote it.
+func TestSyncStoreOwns(t *testing.T) {
+	t.Parallel()
+	ctx := testkit.Context(t, 2*time.Minute)
+	srv := etcdtest.Start(t, etcdtest.Options{Name: "owns-store"})
+	raw := srv.Client(t)
+	const prefix = schema.IPPrefix + "/default"
+	canary := schema.CanaryKey("c1", schema.IPPrefix)
+	// Values name their writer, as ipcache entries name their HostIP.
+	ownedBy := func(w string) func(string, []byte) bool {
+		return func(_ string, v []byte) bool { return strings.HasPrefix(string(v), w+":") }
+	}
+	run := func(s *SyncStore) func() {
+		sctx, cancel := context.WithCancel(ctx)
+		done := make(chan struct{})
+		go func() { defer close(done); s.Run(sctx) }()
+		return func() { cancel(); <-done }
+	}
+	newStore := func(c *Client, w string) *SyncStore {
+		return NewSyncStore(c, testkit.Logger(t), SyncStoreOptions{
+			Prefix: prefix, Cluster: "c1", CanaryPrefix: schema.IPPrefix,
+			Owns: ownedBy(w), PersistentCanary: true,
+		})
+	}
+
+	// Writer A (its own client: its own lease) publishes a1, a2 and dies.
+	ca, err := New(ctx, testkit.Logger(t), Config{Endpoints: srv.Endpoints()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sa := newStore(ca, "A")
+	sa.Upsert("10.0.0.1", []byte("A:1"))
+	sa.Upsert("10.0.0.2", []byte("A:1"))
+	sa.Synced()
+	stopA := run(sa)
+	<-sa.InitialSyncDone()
+	stopA()
+	ca.Etcd().Close() // dies without revoking: its entries outlive it
+	ca.Close()
+
+	// Writer B publishes b1 under its own lease.
+	cb := newTestClient(t, srv, Config{})
+	sb := newStore(cb, "B")
+	sb.Upsert("10.0.1.1", []byte("B:1"))
+	sb.Synced()
+	stopB := run(sb)
+	<-sb.InitialSyncDone()
+
+	// A restarts wanting only a2: a1 goes, B's entry stays.
+	ca2 := newTestClient(t, srv, Config{})
+	sa2 := newStore(ca2, "A")
+	sa2.Upsert("10.0.0.2", []byte("A:2"))
+	sa2.Synced()
+	stopA2 := run(sa2)
+	<-sa2.InitialSyncDone()
+	stopA2()
+	want := map[string]string{prefix + "/10.0.0.2": "A:2", prefix + "/10.0.1.1": "B:1"}
+	if diff := cmp.Diff(want, etcdContent(ctx, t, ca2, prefix+"/")); diff != "" {
+		t.Fatalf("after A's restart (-want +got):\n%s", diff)
+	}
+
+	// B stops and its lease is revoked: its entry goes, the canary stays.
+	stopB()
+	if err := cb.Close(); err != nil {
+		t.Fatal(err)
+	}
+	want = map[string]string{prefix + "/10.0.0.2": "A:2"}
+	if diff := cmp.Diff(want, etcdContent(ctx, t, ca2, prefix+"/")); diff != "" {
+		t.Fatalf("after B's lease revoked (-want +got):\n%s", diff)
+	}
+	resp, err := raw.Get(ctx, canary)
+	if err != nil || len(resp.Kvs) != 1 {
+		t.Fatalf("canary %s after its writer's lease was revoked: %v, %v", canary, resp, err)
+	}
+	if resp.Kvs[0].Lease != 0 {
+		t.Fatalf("canary %s has lease %x, want none", canary, resp.Kvs[0].Lease)
+	}
+
+	// Without Owns (nil), a store still prunes every stale key: today's
+	// behaviour.
+	cc := newTestClient(t, srv, Config{})
+	sc := NewSyncStore(cc, testkit.Logger(t), SyncStoreOptions{Prefix: prefix})
+	sc.Synced()
+	stopC := run(sc)
+	<-sc.InitialSyncDone()
+	stopC()
+	if got := etcdContent(ctx, t, cc, prefix+"/"); len(got) != 0 {
+		t.Fatalf("store without Owns left %v", got)
+	}
+}

@@ -26,6 +26,18 @@ type SyncStoreOptions struct {
 	// Cilium's stores use the prefix without the cluster, e.g.
 	// schema.NodesPrefix for "cilium/state/nodes/v1/<cluster>".
 	CanaryPrefix string
+	// Owns, when not nil, tells which keys found under Prefix at start
+	// belong to this store (key is the whole etcd key): only those are
+	// pruned after Synced when not desired. Several writers sharing one
+	// prefix (every agent of a cluster publishing into
+	// cilium/state/ip/v1/default) each prune only their own stale keys.
+	// Nil: every key under Prefix is the store's.
+	Owns func(key string, value []byte) bool
+	// PersistentCanary writes the sync canary without the session lease,
+	// so it outlives this writer. Use it when several writers share a
+	// prefix: a canary under one writer's lease would vanish when that
+	// writer stops and make every reader wait for the prefix again.
+	PersistentCanary bool
 }
 
 // SyncStore keeps a desired set of entries written, under the session
@@ -40,12 +52,17 @@ type SyncStoreOptions struct {
 //     the same writer) are deleted only once the caller has called Synced,
 //     i.e. has upserted everything it currently wants, and only if they are
 //     not desired by then. Then the canary is written and InitialSyncDone
-//     closes. Nothing is pruned before that.
+//     closes. Nothing is pruned before that. With SyncStoreOptions.Owns only
+//     the keys it claims are candidates; other writers' keys under the same
+//     prefix are never touched.
 type SyncStore struct {
 	c      *Client
 	log    *slog.Logger
 	prefix string // with trailing slash
 	canary string // canary key, "" for none
+	owns   func(key string, value []byte) bool
+	// persistentCanary: write the canary without a lease.
+	persistentCanary bool
 
 	mu      sync.Mutex
 	desired map[string][]byte   // name → value
@@ -64,10 +81,13 @@ func NewSyncStore(c *Client, log *slog.Logger, opts SyncStoreOptions) *SyncStore
 		c:       c,
 		log:     log.With(logPrefix, prefix),
 		prefix:  prefix + "/",
+		owns:    opts.Owns,
 		desired: make(map[string][]byte),
 		dirty:   make(map[string]struct{}),
 		wake:    make(chan struct{}, 1),
 		done:    make(chan struct{}),
+
+		persistentCanary: opts.PersistentCanary,
 	}
 	if opts.Cluster != "" {
 		cp := opts.CanaryPrefix
@@ -176,7 +196,7 @@ func (s *SyncStore) Run(ctx context.Context) error {
 			}
 		}
 		if !failed && canaryDirty {
-			if err := s.putLeased(ctx, sess, s.canary, []byte(nowRFC3339())); err != nil {
+			if err := s.putCanary(ctx, sess); err != nil {
 				failed = true
 				if ctx.Err() == nil {
 					s.log.Warn("Writing canary failed, retrying", logKey, s.canary, logError, err)
@@ -226,13 +246,33 @@ func (s *SyncStore) acquire(ctx context.Context, bo *backoff) (*session, error) 
 	}
 }
 
-// listOwned returns the names of the keys under the prefix now.
+// putCanary writes the canary, under sess unless it is persistent.
+func (s *SyncStore) putCanary(ctx context.Context, sess *session) error {
+	if !s.persistentCanary {
+		return s.putLeased(ctx, sess, s.canary, []byte(nowRFC3339()))
+	}
+	if _, err := s.c.cli.Put(ctx, s.canary, nowRFC3339()); err != nil {
+		return fmt.Errorf("put %s: %w", s.canary, err)
+	}
+	s.log.Debug("Wrote persistent canary", logKey, s.canary)
+	return nil
+}
+
+// listOwned returns the names of the keys under the prefix now that the
+// store owns (all of them without an Owns function).
 func (s *SyncStore) listOwned(ctx context.Context, bo *backoff) (map[string]struct{}, error) {
 	for {
-		resp, err := s.c.cli.Get(ctx, s.prefix, clientv3.WithPrefix(), clientv3.WithKeysOnly())
+		opts := []clientv3.OpOption{clientv3.WithPrefix()}
+		if s.owns == nil {
+			opts = append(opts, clientv3.WithKeysOnly())
+		}
+		resp, err := s.c.cli.Get(ctx, s.prefix, opts...)
 		if err == nil {
 			names := make(map[string]struct{}, len(resp.Kvs))
 			for _, kv := range resp.Kvs {
+				if s.owns != nil && !s.owns(string(kv.Key), kv.Value) {
+					continue
+				}
 				names[strings.TrimPrefix(string(kv.Key), s.prefix)] = struct{}{}
 			}
 			s.log.Debug("Listed owned keys", logCount, len(names))

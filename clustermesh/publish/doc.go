@@ -39,6 +39,12 @@
 // cilium/synced/<cluster>/<state prefix> is written (e.g.
 // cilium/synced/c1/cilium/state/ip/v1), as Cilium does.
 //
+// Several writers per prefix: every agent publishes its own node and its
+// endpoints' ipcache entries into the cluster's shared prefixes. Each sets
+// Options.Owns (OwnedByNode, OwnedByHostIP) so that its stale-key pruning
+// at start touches only its own keys, and Options.PersistentCanary so the
+// canary is not tied to one agent's lease.
+//
 // Ordering for WireGuard: IPCacheOptions.After takes a channel (normally
 // NodePublisher.Published) and IPCachePublisher.Run writes no ipcache entry
 // before that channel is closed. NodePublisher.Published closes once the

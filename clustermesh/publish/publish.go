@@ -2,6 +2,7 @@ package publish
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -40,6 +41,42 @@ type Options struct {
 	Max identity.ClusterMax
 	// Metrics receives the publisher's metrics; nil keeps them unregistered.
 	Metrics *Metrics
+	// Owns, when not nil, names the keys this publisher owns among those
+	// found in etcd at start (key is the whole etcd key): only those are
+	// pruned after Synced when no longer upserted. Needed when several
+	// writers share a prefix, e.g. every agent of a cluster writing
+	// cilium/state/ip/v1/default: use OwnedByNode for a NodePublisher and
+	// OwnedByHostIP for an IPCachePublisher. Nil: every key under the
+	// publisher's prefix is its own (one writer per cluster).
+	Owns func(key string, value []byte) bool
+	// PersistentCanary writes the sync canary without the session lease,
+	// so it stays when this writer stops. Set it whenever Owns is set:
+	// with several writers, a canary under one writer's lease would vanish
+	// with that writer and stall every reader of the prefix.
+	PersistentCanary bool
+}
+
+// OwnedByNode is an Options.Owns for the NodePublisher of one agent: it
+// owns only the key of node name of cluster.
+func OwnedByNode(cluster, name string) func(key string, value []byte) bool {
+	own := schema.NodeKey(cluster, name)
+	return func(key string, _ []byte) bool { return key == own }
+}
+
+// OwnedByHostIP is an Options.Owns for the IPCachePublisher of one agent:
+// it owns the entries whose "HostIP" is hostIP (its endpoints). Values that
+// do not decode are not owned (never pruned by this writer).
+func OwnedByHostIP(hostIP netip.Addr) func(key string, value []byte) bool {
+	return func(_ string, value []byte) bool {
+		var v struct {
+			HostIP string `json:"HostIP"`
+		}
+		if json.Unmarshal(value, &v) != nil {
+			return false
+		}
+		a, err := netip.ParseAddr(v.HostIP)
+		return err == nil && a.Unmap() == hostIP.Unmap()
+	}
 }
 
 func (o Options) origin() (schema.Origin, error) {
@@ -74,6 +111,9 @@ func newPublisher(c *kvstore.Client, log *slog.Logger, kind string, opts Options
 			Prefix:       prefix,
 			Cluster:      opts.Cluster,
 			CanaryPrefix: canaryPrefix,
+
+			Owns:             opts.Owns,
+			PersistentCanary: opts.PersistentCanary,
 		}),
 		log:     log,
 		metrics: m,

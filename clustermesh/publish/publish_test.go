@@ -7,6 +7,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -18,6 +19,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	clientv3 "go.etcd.io/etcd/client/v3"
 
+	"github.com/strait-net/strait/clustermesh/kvstore"
 	"github.com/strait-net/strait/clustermesh/schema"
 	"github.com/strait-net/strait/identity"
 	"github.com/strait-net/strait/internal/etcdtest"
@@ -373,5 +375,132 @@ func TestNodeBeforeIPCache(t *testing.T) {
 	}
 	if len(order) < 6 || order[0] != n.Key() {
 		t.Fatalf("write order %v: node %s not first", order, n.Key())
+	}
+}
+
+// TestSharedPrefixOwners: two agents of one cluster publish their nodes and
+// endpoints into the shared prefixes; a restarted agent prunes only its own
+// stale node and ipcache keys, and the canaries outlive the agent that
+// wrote them.
+func TestSharedPrefixOwners(t *testing.T) {
+	ctx := testkit.Context(t, 2*time.Minute)
+	srv := etcdtest.Start(t, etcdtest.Options{})
+	raw := srv.Client(t)
+	hostA, hostB := netip.MustParseAddr("172.18.0.2"), netip.MustParseAddr("172.18.0.3")
+	ipOf := func(addr string, host netip.Addr) *schema.IPIdentityPair {
+		e := testIP(addr, 3<<16|1)
+		e.HostIP = host
+		return e
+	}
+	nodeOf := func(name string, host netip.Addr) *schema.Node {
+		n := testNode(name)
+		n.IPAddresses = []schema.Address{{Type: schema.AddressInternalIP, IP: host}}
+		return n
+	}
+	type agent struct {
+		np   *NodePublisher
+		ipp  *IPCachePublisher
+		stop func()
+	}
+	start := func(c *kvstore.Client, name string, host netip.Addr, ips ...string) agent {
+		t.Helper()
+		o := opts3
+		o.Owns, o.PersistentCanary = OwnedByNode(o.Cluster, name), true
+		np, err := NewNodePublisher(c, testkit.Logger(t), o)
+		if err != nil {
+			t.Fatal(err)
+		}
+		o.Owns = OwnedByHostIP(host)
+		ipp, err := NewIPCachePublisher(c, testkit.Logger(t), IPCacheOptions{Options: o, After: np.Published()})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := np.Upsert(nodeOf(name, host)); err != nil {
+			t.Fatal(err)
+		}
+		for _, ip := range ips {
+			if err := ipp.Upsert(ipOf(ip, host)); err != nil {
+				t.Fatal(err)
+			}
+		}
+		np.Synced()
+		ipp.Synced()
+		rctx, cancel := context.WithCancel(ctx)
+		done := make(chan struct{}, 2)
+		go func() { np.Run(rctx); done <- struct{}{} }()
+		go func() { ipp.Run(rctx); done <- struct{}{} }()
+		testkit.WaitClosed(ctx, t, ipp.Published(), "ip of "+name)
+		return agent{np: np, ipp: ipp, stop: func() { cancel(); <-done; <-done }}
+	}
+
+	// Agent a (node n1) publishes two pods and dies without revoking.
+	ca, err := kvstore.New(ctx, testkit.Logger(t), kvstore.Config{Endpoints: srv.Endpoints()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := start(ca, "n1", hostA, "10.0.0.1", "10.0.0.2")
+	a.stop()
+	ca.Etcd().Close()
+	ca.Close()
+	// Agent b (node n2) publishes one pod.
+	cb := newClient(t, srv)
+	b := start(cb, "n2", hostB, "10.0.1.1")
+	defer b.stop()
+	// Agent a comes back as n1 with one pod left.
+	ca2 := newClient(t, srv)
+	a2 := start(ca2, "n1", hostA, "10.0.0.2")
+	defer a2.stop()
+
+	got := testkit.Content(ctx, t, raw, "cilium/state/")
+	var keys []string
+	for k := range got {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	want := []string{
+		schema.IPKey(netip.MustParseAddr("10.0.0.2")),
+		schema.IPKey(netip.MustParseAddr("10.0.1.1")),
+		schema.NodeKey("cluster3", "n1"),
+		schema.NodeKey("cluster3", "n2"),
+	}
+	if diff := cmp.Diff(want, keys); diff != "" {
+		t.Fatalf("keys after n1's restart (-want +got):\n%s", diff)
+	}
+	for _, prefix := range []string{schema.NodesPrefix, schema.IPPrefix} {
+		resp, err := raw.Get(ctx, schema.CanaryKey("cluster3", prefix))
+		if err != nil || len(resp.Kvs) != 1 || resp.Kvs[0].Lease != 0 {
+			t.Fatalf("canary of %s: %v, %v; want one key without lease", prefix, resp, err)
+		}
+	}
+}
+
+func TestOwnedBy(t *testing.T) {
+	ownIP := OwnedByHostIP(netip.MustParseAddr("172.18.0.2"))
+	ownNode := OwnedByNode("cluster3", "n1")
+	mine, _ := testIP("10.0.0.1", 3<<16|1).Marshal()
+	other := testIP("10.0.0.1", 3<<16|1)
+	other.HostIP = netip.MustParseAddr("172.18.0.3")
+	theirs, _ := other.Marshal()
+	tests := []struct {
+		name  string
+		owns  func(string, []byte) bool
+		key   string
+		value []byte
+		want  bool
+	}{
+		{name: "own host IP", owns: ownIP, value: mine, want: true},
+		{name: "other host IP", owns: ownIP, value: theirs, want: false},
+		{name: "garbage value", owns: ownIP, value: []byte("{"), want: false},
+		{name: "no host IP", owns: ownIP, value: []byte(`{"IP":"10.0.0.1"}`), want: false},
+		{name: "own node", owns: ownNode, key: schema.NodeKey("cluster3", "n1"), want: true},
+		{name: "other node", owns: ownNode, key: schema.NodeKey("cluster3", "n2"), want: false},
+		{name: "same name other cluster", owns: ownNode, key: schema.NodeKey("cluster4", "n1"), want: false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := tt.owns(tt.key, tt.value); got != tt.want {
+				t.Errorf("owns(%q, %s) = %v, want %v", tt.key, tt.value, got, tt.want)
+			}
+		})
 	}
 }
