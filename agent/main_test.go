@@ -1,0 +1,12 @@
+package agent
+
+import (
+	"os"
+	"testing"
+
+	"github.com/strait-net/strait/internal/testkit"
+)
+
+func TestMain(m *testing.M) {
+	os.Exit(testkit.RunWithLeakCheck(m, "strait/agent.", "strait/clustermesh/", "strait/identity."))
+}
