@@ -268,7 +268,10 @@ func TestTwoNodes(t *testing.T) {
 	// Strict mode: with strait's route replaced by a plaintext route over
 	// the underlay (a foreign route the agent leaves alone), a new
 	// connection to the remote pod must not get through: its packets to
-	// 10.1.0.0/16 leave eth0 unencrypted and the filter drops them.
+	// 10.1.0.0/16 leave eth0 unencrypted and the filter drops them. The
+	// agent is stopped first (the filter outlives it), or its next resync
+	// would put its own route back between the del and the add.
+	agents[1].stop(t)
 	sh(t, "ip", "-n", nsName(1), "route", "del", "10.1.2.0/24")
 	sh(t, "ip", "-n", nsName(1), "route", "add", "10.1.2.0/24", "via", "198.18.1.12", "dev", "eth0", "proto", "boot")
 	if err := inNetns(nsName(1), func() error {

@@ -23,6 +23,16 @@ func upLab(t *testing.T, ctx context.Context, suffix string, spec lab.Spec) *lab
 	spec.Name = fmt.Sprintf("e%d%s", os.Getpid()%100000, suffix)
 	spec.BinDir = binDir
 	spec.WorkDir = t.TempDir()
+	if keep := os.Getenv("STRAIT_E2E_KEEP"); keep != "" {
+		// Keep the work dir (agent, apiserver and wireguard logs) for a
+		// post-mortem: STRAIT_E2E_KEEP names a directory to put it in.
+		dir, err := os.MkdirTemp(keep, spec.Name+"-")
+		if err != nil {
+			t.Fatal(err)
+		}
+		spec.WorkDir = dir
+		t.Logf("work dir kept in %s", dir)
+	}
 	log := testkit.Logger(t)
 	start := time.Now()
 	l, err := lab.Up(ctx, log, spec)
