@@ -71,6 +71,10 @@ type Agent struct {
 	// pruneOK: local nodes listed and meshstate synced.
 	meshSynced chan struct{}
 
+	// kvHealth is the outcome of the latest local etcd probe ("ok" or the
+	// error), kept by probeKV so that Status never waits on etcd.
+	kvHealth atomic.Pointer[string]
+
 	// last is the outcome of the latest reconciliation, for Status.
 	lastMu   sync.Mutex
 	last     datapath.Desired
@@ -213,6 +217,7 @@ func (a *Agent) Run(ctx context.Context) error {
 		return nil
 	})
 	g.Go(func() error { return a.eps.restore(ctx) })
+	g.Go(func() error { a.probeKV(ctx); return nil })
 	if a.deps.IPsec != nil {
 		g.Go(func() error { return a.deps.IPsec.Run(ctx) })
 	}
@@ -272,7 +277,9 @@ func (a *Agent) input(prev map[string]bool) (datapath.Input, map[string]string, 
 	if w := a.deps.WireGuard; w != nil {
 		in.Port = uint16(w.Port)
 	}
-	in.IPsec = a.deps.IPsec != nil
+	// IPsec and no encryption both route remote pod CIDRs via the node's
+	// address on the underlay, with no WireGuard peers.
+	in.IPsec = a.deps.IPsec != nil || a.cfg.Encryption == EncryptionNone
 	locals, localProblems, localSynced := a.local.snapshot()
 	for _, n := range locals {
 		in.Nodes = append(in.Nodes, n)
@@ -471,6 +478,9 @@ func (a *Agent) reconcile(ctx context.Context, prev map[string]bool, working map
 	var errs []error
 	var pst wireguard.ReconcileStats
 	dev := route.Device{Index: a.deps.Underlay.Index, MTU: a.deps.Underlay.MTU - IPsecOverhead}
+	if a.cfg.Encryption == EncryptionNone {
+		dev.MTU = a.deps.Underlay.MTU
+	}
 	byKey := make(map[wgtypes.Key]string, len(d.Peers))
 	if w := a.deps.WireGuard; w != nil {
 		dev = route.Device{Index: w.Index, MTU: w.MTU}

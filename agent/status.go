@@ -13,8 +13,37 @@ import (
 	"github.com/strait-net/strait/clustermesh/schema"
 )
 
-// kvstoreProbeTimeout bounds the etcd read Status makes.
-const kvstoreProbeTimeout = 2 * time.Second
+// kvstoreProbeTimeout bounds the etcd read of each health probe, and
+// kvstoreProbeInterval separates the probes.
+const (
+	kvstoreProbeTimeout  = 2 * time.Second
+	kvstoreProbeInterval = 5 * time.Second
+)
+
+// probeKV reads the cluster's config key every kvstoreProbeInterval and
+// keeps the outcome for Status, until ctx ends.
+func (a *Agent) probeKV(ctx context.Context) {
+	t := time.NewTicker(kvstoreProbeInterval)
+	defer t.Stop()
+	for {
+		pctx, cancel := context.WithTimeout(ctx, kvstoreProbeTimeout)
+		_, _, err := a.deps.KV.Get(pctx, schema.ClusterConfigKey(a.cfg.Cluster))
+		cancel()
+		if ctx.Err() != nil {
+			return
+		}
+		h := "ok"
+		if err != nil {
+			h = err.Error()
+		}
+		a.kvHealth.Store(&h)
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
 
 // Status implements endpointapi.Backend.
 func (e *endpoints) Status(ctx context.Context) (endpointapi.Status, error) {
@@ -35,12 +64,11 @@ func (a *Agent) Status(ctx context.Context) endpointapi.Status {
 		st.MeshSynced = true
 	default:
 	}
-	pctx, cancel := context.WithTimeout(ctx, kvstoreProbeTimeout)
-	_, _, err := a.deps.KV.Get(pctx, schema.ClusterConfigKey(a.cfg.Cluster))
-	cancel()
-	st.KVStore = "ok"
-	if err != nil {
-		st.KVStore = err.Error()
+	// The probe runs in the background: Status answers at once even while
+	// etcd is unreachable.
+	st.KVStore = "not probed yet"
+	if h := a.kvHealth.Load(); h != nil {
+		st.KVStore = *h
 	}
 	for _, c := range a.mesh.Status() {
 		st.Clusters = append(st.Clusters, endpointapi.ClusterStatus{

@@ -187,6 +187,18 @@ func run(ctx context.Context, log *slog.Logger, s *settings) error {
 		deps.Underlay = route.Device{Index: underlay.Attrs().Index, MTU: underlay.Attrs().MTU}
 	}
 
+	if s.cfg.Encryption == agent.EncryptionNone {
+		// No encryption: remote pod CIDRs are routed via the node's
+		// address on the underlay, in plaintext.
+		rt, err := route.NewKernel()
+		if err != nil {
+			return err
+		}
+		defer rt.Close()
+		deps.Routes = rt
+		deps.Underlay = route.Device{Index: underlay.Attrs().Index, MTU: underlay.Attrs().MTU}
+	}
+
 	kv, err := kvstore.New(ctx, log, kvstore.Config{
 		Endpoints: s.kvEndpoints, TrustedCAFile: s.kvCA, CertFile: s.kvCert, KeyFile: s.kvKey,
 	})

@@ -63,7 +63,7 @@ func newRootCommand(out, stderr io.Writer) *cobra.Command {
 	root.SetOut(out)
 	root.SetErr(stderr)
 	root.PersistentFlags().StringVar(&g.logLevel, "log-level", "warn", "log level: debug, info, warn, error")
-	root.AddCommand(newConnectCommand(g), newDisconnectCommand(g), newStatusCommand(g), newInspectCommand(g))
+	root.AddCommand(newConnectCommand(g), newDisconnectCommand(g), newStatusCommand(g), newInspectCommand(g), newDemoCmd())
 	return root
 }
 
