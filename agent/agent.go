@@ -101,6 +101,7 @@ func New(log *slog.Logger, cfg Config, deps Deps) (*Agent, error) {
 		remoteIPs:   make(map[netip.Prefix]datapath.Endpoint),
 		meshSynced:  make(chan struct{}),
 	}
+	a.ipsecSPI.Store(uint32(deps.IPsecAdvertised))
 	var err error
 	if a.metrics, err = newMetrics(deps.Registry); err != nil {
 		return nil, fmt.Errorf("agent metrics: %w", err)

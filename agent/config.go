@@ -100,6 +100,9 @@ type Deps struct {
 	Routes route.Netlink
 	// IPsec is the IPsec engine with Encryption ipsec; nil otherwise.
 	IPsec IPsec
+	// IPsecAdvertised is the key index the node publishes from its start
+	// (the IPsec engine's resumed advertisement); 0: none yet.
+	IPsecAdvertised uint8
 	// Underlay is the underlay device (index and MTU): with IPsec, routes
 	// to other nodes' pod CIDRs go through it via the node's address.
 	Underlay route.Device

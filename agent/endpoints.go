@@ -17,6 +17,7 @@ import (
 	"github.com/strait-net/strait/agent/endpointapi"
 	"github.com/strait-net/strait/clustermesh/schema"
 	"github.com/strait-net/strait/identity"
+	"github.com/strait-net/strait/internal/atomicfile"
 )
 
 // endpointsFileVersion is the version of endpoints.json written.
@@ -324,40 +325,11 @@ func (e *endpoints) restore(ctx context.Context) error {
 	return nil
 }
 
-// writeFileAtomic writes data to path through a synced temporary file and
-// a rename, so a crash leaves the old or the new content.
+// writeFileAtomic writes data (0600) to path, creating its directory, so
+// a crash leaves the old or the new content.
 func writeFileAtomic(path string, data []byte) error {
-	dir := filepath.Dir(path)
-	if err := os.MkdirAll(dir, 0o700); err != nil {
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
 		return err
 	}
-	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp*")
-	if err != nil {
-		return err
-	}
-	tmp := f.Name()
-	defer os.Remove(tmp)
-	if _, err := f.Write(data); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Chmod(0o600); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Close(); err != nil {
-		return err
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		return err
-	}
-	if d, err := os.Open(dir); err == nil {
-		_ = d.Sync()
-		d.Close()
-	}
-	return nil
+	return atomicfile.Write(path, data, 0o600)
 }

@@ -6,7 +6,8 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
-	"path/filepath"
+
+	"github.com/strait-net/strait/internal/atomicfile"
 )
 
 // saved is a file's state before an op, to undo it.
@@ -49,42 +50,11 @@ func (s saved) restore() error {
 	return writeAtomic(s.path, s.data, s.perm)
 }
 
-// writeAtomic writes data to a temporary dotfile beside path (which the
-// remoteconfig watcher skips), syncs it and renames it over path, so a
-// reader sees the old or the new file, never half of one.
+// writeAtomic writes data over path through a temporary dotfile (which
+// the remoteconfig watcher skips), so a reader sees the old or the new
+// file, never half of one.
 func writeAtomic(path string, data []byte, perm os.FileMode) error {
-	dir, base := filepath.Split(path)
-	f, err := os.CreateTemp(dir, "."+base+".tmp-*")
-	if err != nil {
-		return err
-	}
-	tmp := f.Name()
-	ok := false
-	defer func() {
-		if !ok {
-			os.Remove(tmp)
-		}
-	}()
-	if err := f.Chmod(perm); err != nil {
-		f.Close()
-		return err
-	}
-	if _, err := f.Write(data); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Close(); err != nil {
-		return err
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		return err
-	}
-	ok = true
-	return nil
+	return atomicfile.Write(path, data, perm)
 }
 
 // apply performs ops in order. On the first failure it undoes every op

@@ -32,6 +32,7 @@ import (
 	"github.com/strait-net/strait/clustermesh/kvstore"
 	"github.com/strait-net/strait/encryption/ipsec"
 	"github.com/strait-net/strait/encryption/wireguard"
+	"github.com/strait-net/strait/internal/atomicfile"
 )
 
 func main() {
@@ -169,21 +170,26 @@ func run(ctx context.Context, log *slog.Logger, s *settings) error {
 			return err
 		}
 		defer rt.Close()
+		advFile := filepath.Join(s.cfg.StateDir, "ipsec-advertised")
 		mgr, err := ipsec.NewManager(ipsec.ManagerConfig{
 			Log: log, Kernel: ipsec.NewNetlinkKernel(nil), KeyFile: s.ipsecKeyFile,
 			RotationDelay: s.ipsecRotationDelay, BlockCIDRs: s.strict,
+			Resume: readAdvertised(advFile, s.cfg.BootID),
 			Advertise: func(ctx context.Context, spi uint8) error {
 				a := built.Load()
 				if a == nil {
 					return errors.New("agent not started")
 				}
-				return a.AdvertiseIPsecKey(ctx, spi)
+				if err := a.AdvertiseIPsecKey(ctx, spi); err != nil {
+					return err
+				}
+				return writeAdvertised(advFile, spi, s.cfg.BootID)
 			},
 		})
 		if err != nil {
 			return fmt.Errorf("--ipsec-key-file: %w", err)
 		}
-		deps.IPsec, deps.Routes = mgr, rt
+		deps.IPsec, deps.Routes, deps.IPsecAdvertised = mgr, rt, mgr.Advertised()
 		deps.Underlay = route.Device{Index: underlay.Attrs().Index, MTU: underlay.Attrs().MTU}
 	}
 
@@ -287,6 +293,29 @@ func writeSysctl(path, value string) error {
 	}
 	if err := os.WriteFile(path, []byte(value+"\n"), 0o644); err != nil {
 		return fmt.Errorf("sysctl %s=%s: %w", path, value, err)
+	}
+	return nil
+}
+
+// readAdvertised returns the IPsec key index recorded in path by this
+// boot (the file holds "SPI BOOTID"), or 0.
+func readAdvertised(path, bootID string) uint8 {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return 0
+	}
+	var spi uint8
+	var boot string
+	if _, err := fmt.Sscanf(string(b), "%d %s", &spi, &boot); err != nil || boot != bootID {
+		return 0
+	}
+	return spi
+}
+
+// writeAdvertised records the advertised key index with the boot ID.
+func writeAdvertised(path string, spi uint8, bootID string) error {
+	if err := atomicfile.Write(path, []byte(fmt.Sprintf("%d %s\n", spi, bootID)), 0o600); err != nil {
+		return fmt.Errorf("record advertised ipsec key: %w", err)
 	}
 	return nil
 }

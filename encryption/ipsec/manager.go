@@ -34,6 +34,11 @@ type ManagerConfig struct {
 	Advertise func(ctx context.Context, spi uint8) error
 	// Now is the clock; default time.Now.
 	Now func() time.Time
+	// Resume is the key index this node advertised before the agent
+	// restarted within the same boot (the kernel still holds its states);
+	// when it is a live key of the file it counts as advertised from the
+	// start, so the node never publishes 0 ("no key") in between. 0: none.
+	Resume uint8
 }
 
 // Manager runs IPsec on one node: it holds the running keys, watches the key
@@ -80,7 +85,13 @@ func NewManager(cfg ManagerConfig) (*Manager, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Manager{cfg: cfg, rec: NewReconciler(cfg.Kernel, cfg.Log), kick: make(chan struct{}, 1), keys: ks, lastFile: data}, nil
+	m := &Manager{cfg: cfg, rec: NewReconciler(cfg.Kernel, cfg.Log), kick: make(chan struct{}, 1), keys: ks, lastFile: data}
+	for _, k := range ks.Live() {
+		if cfg.Resume != 0 && k.SPI == cfg.Resume {
+			m.advertised = cfg.Resume
+		}
+	}
+	return m, nil
 }
 
 // Current is the current key index (what the node advertises once synced).

@@ -11,6 +11,8 @@ import (
 	"path/filepath"
 
 	"golang.zx2c4.com/wireguard/wgctrl/wgtypes"
+
+	"github.com/strait-net/strait/internal/atomicfile"
 )
 
 // LoadOrCreateKey reads the raw 32-byte private key at path, or, when path
@@ -117,45 +119,10 @@ func parseRawKey(data []byte) (wgtypes.Key, error) {
 // createExclusive writes data to a new file at path with mode 0600 unless
 // path already exists (won=false then).
 func createExclusive(path string, data []byte) (won bool, err error) {
-	dir := filepath.Dir(path)
-	if err := os.MkdirAll(dir, 0o700); err != nil {
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
 		return false, fmt.Errorf("create directory: %w", err)
 	}
-	tmp, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp-*")
-	if err != nil {
-		return false, fmt.Errorf("create temporary file: %w", err)
-	}
-	tmpName := tmp.Name()
-	defer os.Remove(tmpName)
-	if err := tmp.Chmod(0o600); err != nil {
-		tmp.Close()
-		return false, fmt.Errorf("chmod temporary file: %w", err)
-	}
-	if _, err := tmp.Write(data); err != nil {
-		tmp.Close()
-		return false, fmt.Errorf("write temporary file: %w", err)
-	}
-	if err := tmp.Sync(); err != nil {
-		tmp.Close()
-		return false, fmt.Errorf("sync temporary file: %w", err)
-	}
-	if err := tmp.Close(); err != nil {
-		return false, fmt.Errorf("close temporary file: %w", err)
-	}
-	if err := os.Link(tmpName, path); err != nil {
-		if errors.Is(err, fs.ErrExist) {
-			return false, nil
-		}
-		return false, fmt.Errorf("link into place: %w", err)
-	}
-	if d, err := os.Open(dir); err == nil {
-		syncErr := d.Sync()
-		d.Close()
-		if syncErr != nil {
-			return true, fmt.Errorf("sync directory %s: %w", dir, syncErr)
-		}
-	}
-	return true, nil
+	return atomicfile.Create(path, data, 0o600)
 }
 
 // ParsePublicKey parses a WireGuard public key in its standard base64 form

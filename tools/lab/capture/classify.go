@@ -197,7 +197,7 @@ func (c *Config) Classify(p Packet) Class {
 	case p.Proto == protoUDP && (p.SrcPort == port || p.DstPort == port) &&
 		contains(c.NodeAddrs, p.Src) && contains(c.NodeAddrs, p.Dst):
 		return ClassWireGuard
-	case p.Proto == protoESP:
+	case p.Proto == protoESP && contains(c.NodeAddrs, p.Src) && contains(c.NodeAddrs, p.Dst):
 		return ClassIPsec
 	case p.Proto == protoTCP && (contains(c.APIAddrs, p.Src) || contains(c.APIAddrs, p.Dst)):
 		return ClassControlPlane
