@@ -21,7 +21,7 @@ SUITES=(
 	"tools/vmtest/internal/guestcheck  InGuest             "
 	"encryption/wireguard              Kernel              "
 	"encryption/ipsec                  Kernel              "
-	"tools/lab                         VM                  --mem 2048"
+	"tools/lab/vme2e                   TestVM              --mem 3072"
 )
 
 TEST_TIMEOUT=${TEST_TIMEOUT:-30m}
