@@ -6,6 +6,8 @@ import (
 	"sync"
 	"time"
 
+	clientv3 "go.etcd.io/etcd/client/v3"
+
 	"github.com/strait-net/strait/clustermesh/kvstore"
 	"github.com/strait-net/strait/clustermesh/schema"
 )
@@ -56,7 +58,7 @@ func (r *remote) startMirrors(ctx context.Context, client *kvstore.Client, cc *s
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				r.mirror(ctx, client, origin, k)
+				r.mirror(ctx, client, origin, k, false)
 			}()
 		}
 		wg.Wait()
@@ -153,7 +155,7 @@ func (r *remote) followCanaries(ctx context.Context, client *kvstore.Client, ori
 				running[k] = rn
 				go func() {
 					defer close(rn.done)
-					r.mirror(kctx, client, origin, k)
+					r.mirror(kctx, client, origin, k, true)
 				}()
 			case !present[k] && running[k] != nil:
 				stopKind(k)
@@ -171,7 +173,17 @@ func (r *remote) followCanaries(ctx context.Context, client *kvstore.Client, ori
 // SyncStore until ctx ends. Stale copies of an earlier run are pruned by the
 // store only after the remote prefix has been listed completely and every
 // valid entry written; then the local canary is written.
-func (r *remote) mirror(ctx context.Context, client *kvstore.Client, origin schema.Origin, k Kind) {
+//
+// With canaries (the remote advertises syncedCanaries), a remote delete is
+// applied only if the remote's canary still existed at the delete's
+// revision: a remote whose etcd comes back half-populated deletes its
+// canary and entries in one change, and the canary watcher (a separate
+// watch) may see that change after this mirror does. Such deletes are
+// skipped; the canary watcher then pauses this mirror, and the next initial
+// sync prunes what is really gone. For the same reason a list is taken as
+// complete (and stale copies pruned) only if the canary existed at the
+// list's revision.
+func (r *remote) mirror(ctx context.Context, client *kvstore.Client, origin schema.Origin, k Kind, canaries bool) {
 	start := time.Now()
 	r.setKind(k, func(ks *KindStatus) { ks.State = PrefixSyncing })
 	if !r.deleteLocalCanary(ctx, k) {
@@ -230,11 +242,23 @@ func (r *remote) mirror(ctx context.Context, client *kvstore.Client, origin sche
 				names[ev.Key] = name
 				store.Upsert(name, ev.Value)
 			case kvstore.EventDelete:
-				if name, ok := names[ev.Key]; ok {
-					store.Delete(name)
-					delete(names, ev.Key)
+				name, ok := names[ev.Key]
+				if !ok {
+					break
 				}
+				if canaries && !r.canaryAt(ctx, client, k, ev.Revision) {
+					log.Warn("Remote delete skipped: the remote's sync canary was gone at that revision", logKey, ev.Key, "revision", ev.Revision)
+					break
+				}
+				store.Delete(name)
+				delete(names, ev.Key)
 			case kvstore.EventListDone:
+				if canaries && !r.canaryAt(ctx, client, k, ev.Revision) {
+					// Listed from a half-populated remote: nothing is
+					// pruned; the canary watcher pauses this mirror.
+					log.Warn("Remote listed without its sync canary: not pruning", "revision", ev.Revision)
+					break
+				}
 				store.Synced()
 				synced = store.InitialSyncDone()
 			}
@@ -254,4 +278,19 @@ func (r *remote) invalidEntry(key string, err error) {
 	r.st.InvalidEntries++
 	r.st.LastInvalidEntry = err.Error()
 	r.mu.Unlock()
+}
+
+// canaryAt reports whether the remote's sync canary of kind k existed at
+// revision rev. Any doubt (read failed, revision compacted) is false: a
+// delete is never applied from an uncertain view.
+func (r *remote) canaryAt(ctx context.Context, client *kvstore.Client, k Kind, rev int64) bool {
+	key := schema.CanaryKey(r.name, k.StatePrefix())
+	resp, err := client.Etcd().Get(ctx, key, clientv3.WithRev(rev), clientv3.WithCountOnly())
+	if err != nil {
+		if ctx.Err() == nil {
+			r.log.Warn("Reading the remote's sync canary failed", logKey, key, "revision", rev, logError, err)
+		}
+		return false
+	}
+	return resp.Count > 0
 }
