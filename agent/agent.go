@@ -487,7 +487,10 @@ func (a *Agent) reconcile(ctx context.Context, prev map[string]bool, working map
 		dev = route.Device{Index: w.Index, MTU: w.MTU}
 		peers := make([]wireguard.Peer, 0, len(d.Peers))
 		for _, p := range d.Peers {
-			peers = append(peers, wireguard.Peer{PublicKey: p.PublicKey, Endpoint: p.Endpoint, AllowedIPs: p.AllowedIPs})
+			// A keepalive makes the handshake happen when the peer is
+			// added (see wireguard.PersistentKeepalive).
+			peers = append(peers, wireguard.Peer{PublicKey: p.PublicKey, Endpoint: p.Endpoint, AllowedIPs: p.AllowedIPs,
+				Keepalive: wireguard.PersistentKeepalive})
 			byKey[p.PublicKey] = p.Node
 		}
 		if !prune {

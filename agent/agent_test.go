@@ -25,6 +25,7 @@ import (
 	"github.com/strait-net/strait/clustermesh/meshstate"
 	"github.com/strait-net/strait/clustermesh/schema"
 	"github.com/strait-net/strait/encryption/ipsec"
+	"github.com/strait-net/strait/encryption/wireguard"
 	"github.com/strait-net/strait/encryption/wireguard/wgfake"
 	"github.com/strait-net/strait/identity"
 	"github.com/strait-net/strait/internal/etcdtest"
@@ -350,6 +351,17 @@ func TestAgent(t *testing.T) {
 	}
 	waitPeers(ctx, t, h, names, wantPeers)
 	waitRoutes(ctx, t, h, wantRoutes)
+	// Every peer gets the keepalive, so its handshake runs when it is added
+	// rather than when both nodes' pods first send at once.
+	if d, err := h.wg.Device(dev); err != nil {
+		t.Fatal(err)
+	} else {
+		for _, p := range d.Peers {
+			if p.PersistentKeepaliveInterval != wireguard.PersistentKeepalive {
+				t.Errorf("peer %s: keepalive %s, want %s", names[p.PublicKey], p.PersistentKeepaliveInterval, wireguard.PersistentKeepalive)
+			}
+		}
+	}
 
 	// Bad input: no key, a malformed key (meshstate drops the entry), an
 	// all-zero key, a duplicate of c2/n1's key, a CIDR overlapping c2/n2's,

@@ -1,6 +1,9 @@
 package wireguard
 
-import "errors"
+import (
+	"errors"
+	"time"
+)
 
 const (
 	// DefaultDevice is the name of the WireGuard link.
@@ -24,6 +27,18 @@ const (
 	// SocketDir holds the userspace devices' UAPI sockets (<name>.sock); it is
 	// shared by every network namespace of a mount namespace.
 	SocketDir = "/var/run/wireguard"
+	// PersistentKeepalive is the keepalive interval the agent gives every
+	// peer. Turning it on makes the device send a keepalive at once, so the
+	// handshake runs when the peer is added instead of on the first pod
+	// packet, and the keepalives keep the session (and its rekeying) alive
+	// while pods are idle. Without it, two nodes whose pods start sending to
+	// each other at the same moment both initiate: each consumes the other's
+	// initiation before the response to its own, which discards its own
+	// ("Received invalid response message"), both end up responders that may
+	// not send, and nothing flows until one initiates again, no sooner than
+	// 5 s (REKEY_TIMEOUT) later — and again never if the traffic retries in
+	// step.
+	PersistentKeepalive = 25 * time.Second
 )
 
 // Exit codes of strait-wireguard that EnsureDevice maps to sentinels.
