@@ -71,6 +71,11 @@ fuzz:
 clean:
 	rm -rf $(RUN_DIR) $(BIN_DIR)
 
+# bench-datapath measures pod-to-remote-pod TCP throughput and RTT through
+# strait beside hand-configured wireguard-go and plaintext veth (root).
+bench-datapath:
+	$(GO) run ./tools/bench/datapath
+
 # bench-mesh runs the mesh-wide benchmarks of tools/bench/mesh (≈ 80 s).
 bench-mesh:
 	$(GO) test -run '^$$' -bench BenchmarkPropagation -benchtime 1x -count 2 ./tools/bench/mesh/

@@ -62,7 +62,7 @@
 //
 // Values are compact: ipcache entries are netip.Prefix → IPEntry (64
 // bytes, namespace interned), no raw JSON, no per-entry maps. See
-// docs/bench/meshstate.md for the measured heap per entry.
+// docs/benchmarks.md ("meshstate") for the measured heap per entry.
 //
 // # Errors
 //

@@ -80,17 +80,27 @@ func TestHandPair(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer p.close()
-	r, err := newRoutedPair(ctx, bin, t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer r.close()
-	for _, c := range []struct {
+	type path struct {
 		src, dst string
 		addr     netip.Addr
-	}{
-		{p.a, p.b, p.wgB}, {p.a, p.b, p.vethB}, {r.podA, r.podB, r.dst},
+	}
+	paths := []path{{p.a, p.b, p.wgB}, {p.a, p.b, p.vethB}}
+	for _, v := range []routedVariant{
+		{tag: "a", fwmark: true, nodeIP: true, routeMTU: true, cniPods: true, noIPv6: true},
+		{tag: "s", sharedSession: true, noqueue: true},
+		{tag: "p", plaintext: true},
 	} {
+		r, err := newRoutedPair(ctx, bin, t.TempDir(), v)
+		if err != nil {
+			t.Fatalf("routed pair %+v: %v", v, err)
+		}
+		defer r.close()
+		if want := map[bool]int{true: 0, false: 2}[v.plaintext]; len(r.pids()) != want {
+			t.Errorf("routed pair %+v: %d wireguard-go processes, want %d", v, len(r.pids()), want)
+		}
+		paths = append(paths, path{r.podA, r.podB, r.dst})
+	}
+	for _, c := range paths {
 		bps, err := throughput(ctx, c.src, c.dst, netip.AddrPortFrom(c.addr, 5201), time.Second)
 		if err != nil {
 			t.Fatalf("%s: %v", c.addr, err)
@@ -110,7 +120,7 @@ func TestParseFlags(t *testing.T) {
 		wantErr bool
 	}{
 		{name: "defaults", args: nil},
-		{name: "set", args: []string{"-duration", "3s", "-rtt-iterations", "1000", "-rounds", "3"}},
+		{name: "set", args: []string{"-duration", "3s", "-rtt-iterations", "1000", "-rounds", "3", "-differences"}},
 		{name: "rounds too short", args: []string{"-duration", "2s", "-rounds", "5"}, wantErr: true},
 		{name: "short duration", args: []string{"-duration", "10ms"}, wantErr: true},
 		{name: "few iterations", args: []string{"-rtt-iterations", "5"}, wantErr: true},
@@ -125,4 +135,50 @@ func TestParseFlags(t *testing.T) {
 			}
 		})
 	}
+}
+
+func TestRoundRatiosAndMedian(t *testing.T) {
+	tests := []struct {
+		name       string
+		a, b       []float64
+		want       []float64
+		wantMedian float64
+	}{
+		{name: "odd", a: []float64{2, 3, 9}, b: []float64{1, 3, 3}, want: []float64{2, 1, 3}, wantMedian: 2},
+		{name: "even", a: []float64{1, 2, 3, 4}, b: []float64{1, 1, 1, 1}, want: []float64{1, 2, 3, 4}, wantMedian: 2.5},
+		{name: "zero base and ragged", a: []float64{1, 2, 5}, b: []float64{0, 4}, want: []float64{0.5}, wantMedian: 0.5},
+		{name: "empty", want: nil, wantMedian: 0},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got := roundRatios(tt.a, tt.b)
+			if d := cmp.Diff(tt.want, got); d != "" {
+				t.Errorf("roundRatios (-want +got):\n%s", d)
+			}
+			if m := median(got); m != tt.wantMedian {
+				t.Errorf("median(%v) = %v, want %v", got, m, tt.wantMedian)
+			}
+		})
+	}
+}
+
+// TestCPUTime burns CPU in this process until its accounted CPU time
+// grows, and checks that unreadable pids count as zero.
+func TestCPUTime(t *testing.T) {
+	if got := cpuTime([]int{-1}); got != 0 {
+		t.Errorf("cpuTime(-1) = %v, want 0", got)
+	}
+	self := []int{os.Getpid()}
+	start := cpuTime(self)
+	deadline := time.Now().Add(20 * time.Second)
+	x := 0
+	for cpuTime(self) <= start {
+		if time.Now().After(deadline) {
+			t.Fatalf("CPU time of this process stayed at %v while spinning", start)
+		}
+		for i := range 1_000_000 {
+			x += i
+		}
+	}
+	_ = x
 }

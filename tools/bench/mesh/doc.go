@@ -18,7 +18,7 @@
 //     etcd_debugging_mvcc_* gauges, scraped from /metrics on its client URL,
 //     count A's watches only.
 //
-// Who feeds it: the developer (docs/bench/mesh.md has the commands and the
+// Who feeds it: the developer (docs/benchmarks.md has the commands and the
 // figures). Who consumes it: nobody; no package imports it.
 //
 // Lifecycle: every etcd, client, Mesh and agent is stopped by the
