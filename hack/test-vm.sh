@@ -94,4 +94,10 @@ done
 echo
 echo "test-vm summary:"
 printf '  %s\n' "${summary[@]}"
+# The plain closing line CI reads: suites, not tests.
+nok=0 nfail=0
+for l in "${summary[@]}"; do
+	case "$l" in ok*) nok=$((nok + 1)) ;; FAIL*) nfail=$((nfail + 1)) ;; esac
+done
+echo "test-vm: $nok passed, $nfail failed"
 exit $failed
