@@ -1,4 +1,3 @@
-// Command strait-agent is strait's node agent; see README.md.
 package main
 
 import (

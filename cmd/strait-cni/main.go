@@ -1,4 +1,3 @@
-// Command strait-cni is strait's CNI plugin; see README.md.
 package main
 
 import (

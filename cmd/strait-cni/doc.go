@@ -1,0 +1,2 @@
+// Command strait-cni is strait's CNI plugin; see README.md.
+package main
