@@ -115,8 +115,9 @@ func (s *Server) ClientConfig(certFile, keyFile string) kvstore.Config {
 
 // Run starts etcd (or connects to the external one), sets up auth, writes
 // the cluster config and keeps the heartbeat until ctx ends. It then closes
-// its client (revoking its lease, so the cluster config and heartbeat go)
-// and stops the embedded member, returning nil. Any failure before that is
+// its client WITHOUT revoking its lease (the cluster config, heartbeat,
+// canaries and remote-cluster cache stay until the lease TTL, so a restart
+// does not disturb agents) and stops the embedded member, returning nil. Any failure before that is
 // returned, naming the step.
 func (s *Server) Run(ctx context.Context) error {
 	s.mu.Lock()
@@ -155,7 +156,12 @@ func (s *Server) Run(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("apiserver: connect to etcd as admin: %w", err)
 	}
-	defer cli.Close()
+	// On stop the lease is kept (it expires on its TTL): revoking it
+	// would delete, while agents still watch, the cached remote state
+	// and the configs and canaries written under it, and every agent of
+	// the cluster would drop its peers to the remote clusters. A restart
+	// re-writes all of it under a new lease.
+	defer cli.CloseKeepLease()
 
 	if err := SetupAuth(ctx, s.log, cli.Etcd(), s.cfg.ClusterName); err != nil {
 		return fmt.Errorf("apiserver: set up etcd auth on %s: %w", strings.Join(endpoints, ","), err)

@@ -308,8 +308,8 @@ func TestRestartKeepsDataAndReinitIsIdempotent(t *testing.T) {
 	admin.Close()
 	s.stop(t)
 
-	// Stopped: the lease is revoked, so the cluster config is gone, but
-	// unleased data, users and roles stay. Restart on the same ports.
+	// Stopped (the lease is kept until its TTL, so nothing watched
+	// vanishes): data, users and roles stay. Restart on the same ports.
 	var s2 *running
 	for attempt := 0; ; attempt++ {
 		s2 = tryStart(t, cfg)
@@ -447,14 +447,19 @@ func TestExternalEtcd(t *testing.T) {
 	s2 := start(t, cfg)
 	s2.stop(t)
 	s.stop(t)
-	// Stopping revoked the leases: the external etcd no longer advertises
-	// the cluster, but keeps its data.
+	// Stopping keeps the lease (it expires on its TTL): a replica that
+	// stops, or a restart, never withdraws the cluster config (nor the
+	// remote cache) that others watch; its data stays too.
 	r, err = admin.Get(opCtx(t), schema.ClusterConfigKey("ext"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(r.Kvs) != 0 {
-		t.Errorf("cluster config still present after stop: %s", r.Kvs[0].Value)
+	if len(r.Kvs) != 1 || r.Kvs[0].Lease == 0 {
+		t.Fatalf("cluster config after stop: want it kept under a lease, got %v", r.Kvs)
+	}
+	ttl, err := admin.TimeToLive(opCtx(t), clientv3.LeaseID(r.Kvs[0].Lease))
+	if err != nil || ttl.TTL <= 0 {
+		t.Errorf("lease of the cluster config after stop: %+v, %v (revoked?)", ttl, err)
 	}
 	r, err = admin.Get(opCtx(t), "cilium/state/nodes/v1/ext/n1")
 	if err != nil {

@@ -260,14 +260,23 @@ func (c *Client) probe(ctx context.Context, tc *tls.Config) error {
 // Close stops the keep-alive and revokes the session lease under a fresh
 // context bounded to 5s, so entries written with PutLeased disappear at
 // once. It then closes the etcd connection. Closing twice is harmless.
-func (c *Client) Close() error {
+func (c *Client) Close() error { return c.close(true) }
+
+// CloseKeepLease closes c like Close but leaves the session lease to
+// expire on its TTL instead of revoking it: the entries written under it
+// stay in etcd while the process restarts, and the next session re-writes
+// them under its own lease. Servers and agents use it on a normal stop, so
+// a restart never deletes what others are watching.
+func (c *Client) CloseKeepLease() error { return c.close(false) }
+
+func (c *Client) close(revoke bool) error {
 	c.cancel()
 	c.leaseMu.Lock()
 	s := c.lease
 	c.lease = nil
 	c.leaseMu.Unlock()
 	var err error
-	if s != nil {
+	if s != nil && revoke {
 		ctx, cancel := context.WithTimeout(context.Background(), closeTimeout)
 		if _, rerr := c.cli.Revoke(ctx, s.id); rerr != nil && !errors.Is(rerr, context.Canceled) {
 			err = fmt.Errorf("kvstore: revoke lease %x: %w", int64(s.id), rerr)
