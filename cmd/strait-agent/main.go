@@ -210,14 +210,11 @@ func run(ctx context.Context, log *slog.Logger, s *settings) error {
 	if err != nil {
 		return fmt.Errorf("kvstore: %w", err)
 	}
-	// On exit the raw client is closed first, so Close cannot revoke the
-	// session lease: the node, its ipcache entries and identity references
-	// stay published (for the lease TTL) while the agent restarts, and
-	// remote peers keep their routes to this node.
-	defer func() {
-		kv.Etcd().Close()
-		kv.Close()
-	}()
+	// On exit the session lease is not revoked: the node, its ipcache
+	// entries and identity references stay published (for the lease TTL)
+	// while the agent restarts, and remote peers keep their routes to
+	// this node.
+	defer kv.CloseKeepLease()
 	deps.KV = kv
 
 	a, err := agent.New(log, s.cfg, deps)
