@@ -318,17 +318,11 @@ func newMarker() []byte {
 // captureConfig describes the lab to the classifier; clusterOf maps each
 // node address to its cluster.
 func captureConfig(l *lab.Lab, marker []byte) (capture.Config, map[netip.Addr]int) {
-	cfg := capture.Config{Marker: marker}
 	clusterOf := map[netip.Addr]int{}
-	for _, c := range l.Clusters() {
-		cfg.APIAddrs = append(cfg.APIAddrs, c.APIAddr)
-	}
 	for _, n := range l.Nodes() {
-		cfg.NodeAddrs = append(cfg.NodeAddrs, n.IP)
-		cfg.PodCIDRs = append(cfg.PodCIDRs, n.PodCIDR)
 		clusterOf[n.IP] = n.Cluster
 	}
-	return cfg, clusterOf
+	return l.CaptureConfig(marker), clusterOf
 }
 
 // straitctl runs straitctl with args in namespace ns and returns its

@@ -55,19 +55,6 @@ func upLab(t *testing.T, ctx context.Context, suffix string, spec lab.Spec) *lab
 	return l
 }
 
-// captureConfig describes the lab's addresses to the classifier.
-func captureConfig(l *lab.Lab, marker []byte) capture.Config {
-	cfg := capture.Config{Marker: marker}
-	for _, c := range l.Clusters() {
-		cfg.APIAddrs = append(cfg.APIAddrs, c.APIAddr)
-	}
-	for _, n := range l.Nodes() {
-		cfg.NodeAddrs = append(cfg.NodeAddrs, n.IP)
-		cfg.PodCIDRs = append(cfg.PodCIDRs, n.PodCIDR)
-	}
-	return cfg
-}
-
 // checkCapture fails the test unless the underlay carried only WireGuard,
 // control-plane TCP and ARP, some WireGuard at all, and never the marker.
 func checkCapture(t *testing.T, s capture.Stats) {

@@ -37,7 +37,7 @@ func TestJumboUnderlay(t *testing.T) {
 		}
 	}
 	marker := []byte(fmt.Sprintf("STRAIT-JUMBO-MARKER-%d-%d", os.Getpid(), time.Now().UnixNano()))
-	capt, err := capture.Start(ctx, testkit.Logger(t), l.Underlay(), captureConfig(l, marker))
+	capt, err := capture.Start(ctx, testkit.Logger(t), l.Underlay(), l.CaptureConfig(marker))
 	if err != nil {
 		t.Fatal(err)
 	}

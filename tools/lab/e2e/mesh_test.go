@@ -28,7 +28,7 @@ func TestMesh(t *testing.T) {
 	ctx := testkit.Context(t, 4*time.Minute)
 	l := upLab(t, ctx, "m", lab.Spec{Clusters: 2, NodesPerCluster: 2, PodsPerNode: 2, Connect: true, WireGuardMode: "userspace"})
 	marker := []byte(fmt.Sprintf("STRAIT-E2E-MARKER-%d-%d", os.Getpid(), time.Now().UnixNano()))
-	capt, err := capture.Start(ctx, testkit.Logger(t), l.Underlay(), captureConfig(l, marker))
+	capt, err := capture.Start(ctx, testkit.Logger(t), l.Underlay(), l.CaptureConfig(marker))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -25,7 +25,7 @@ func TestStrictMode(t *testing.T) {
 	ctx := testkit.Context(t, 2*time.Minute)
 	l := upLab(t, ctx, "s", lab.Spec{Clusters: 2, NodesPerCluster: 1, PodsPerNode: 1, Connect: true, StrictMode: true, WireGuardMode: "userspace"})
 	marker := []byte(fmt.Sprintf("STRAIT-STRICT-MARKER-%d-%d", os.Getpid(), time.Now().UnixNano()))
-	capt, err := capture.Start(ctx, testkit.Logger(t), l.Underlay(), captureConfig(l, marker))
+	capt, err := capture.Start(ctx, testkit.Logger(t), l.Underlay(), l.CaptureConfig(marker))
 	if err != nil {
 		t.Fatal(err)
 	}

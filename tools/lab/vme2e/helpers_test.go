@@ -90,19 +90,6 @@ func newMarker(what string) []byte {
 	return []byte(fmt.Sprintf("STRAIT-VM-%s-MARKER-%d-%d", what, os.Getpid(), time.Now().UnixNano()))
 }
 
-// captureConfig describes the lab's addresses to the classifier.
-func captureConfig(l *lab.Lab, marker []byte) capture.Config {
-	cfg := capture.Config{Marker: marker}
-	for _, c := range l.Clusters() {
-		cfg.APIAddrs = append(cfg.APIAddrs, c.APIAddr)
-	}
-	for _, n := range l.Nodes() {
-		cfg.NodeAddrs = append(cfg.NodeAddrs, n.IP)
-		cfg.PodCIDRs = append(cfg.PodCIDRs, n.PodCIDR)
-	}
-	return cfg
-}
-
 // checkCapture fails the test unless the underlay carried only the
 // encrypted class want (WireGuard or IPsec), control-plane TCP and ARP,
 // some of want at all, and never the marker.

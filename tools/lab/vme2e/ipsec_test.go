@@ -56,7 +56,7 @@ func TestVMIPsec(t *testing.T) {
 	waitSettled(t, ctx, nodes, key, "initial XFRM states")
 
 	marker := newMarker("IPSEC")
-	cfg := captureConfig(l, marker)
+	cfg := l.CaptureConfig(marker)
 	capt, err := capture.Start(ctx, testkit.Logger(t), l.Underlay(), cfg)
 	if err != nil {
 		t.Fatal(err)

@@ -56,7 +56,7 @@ func TestVMKernelWireGuard(t *testing.T) {
 	}
 
 	marker := newMarker("WG")
-	capt, err := capture.Start(ctx, testkit.Logger(t), l.Underlay(), captureConfig(l, marker))
+	capt, err := capture.Start(ctx, testkit.Logger(t), l.Underlay(), l.CaptureConfig(marker))
 	if err != nil {
 		t.Fatal(err)
 	}
